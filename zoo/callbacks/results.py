@@ -1,0 +1,101 @@
+"""A paper-style results table and a `results.json` from what the module logged under `val/` or `test/`."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.trainer.states import TrainerFn
+from rich.console import Console
+from rich.table import Table
+
+OVERALL = "overall"  # task name for keys without one, e.g. "val/loss"
+
+
+def format_results(metrics: Mapping[str, float], prefix: str = "val/") -> dict[str, dict[str, float]]:
+    """Nest flat logged keys by task: {"val/referring/ciou": v} -> {"referring": {"ciou": v}}.
+
+    Only keys under `prefix` are kept. The metric is the last path component and the task everything between
+    (so "val/referring/refcocog/ciou" is task "referring/refcocog"); tasks and metrics come out sorted.
+    """
+    nested: dict[str, dict[str, float]] = {}
+    for key in sorted(metrics):
+        if not key.startswith(prefix):
+            continue
+        task, _, metric = key[len(prefix) :].rpartition("/")
+        nested.setdefault(task or OVERALL, {})[metric] = float(metrics[key])
+    return nested
+
+
+def results_table(results: Mapping[str, Mapping[str, float]], title: str) -> Table:
+    """A task × metric rich Table with values ×100 to one decimal, as papers print them."""
+    metric_names = sorted({metric for task_metrics in results.values() for metric in task_metrics})
+    table = Table(title=title)
+    table.add_column("task")
+    for name in metric_names:
+        table.add_column(name, justify="right")
+    for task, task_metrics in results.items():
+        cells = [task_metrics.get(name) for name in metric_names]
+        table.add_row(task, *("" if v is None else "-" if math.isnan(v) else f"{100 * v:.1f}" for v in cells))
+    return table
+
+
+class ResultsTable(L.Callback):
+    """Print the latest validation (or test) metrics as a table and keep them in the run's log folder.
+
+    Validation results go to `filename` after every validation run (so an interrupted fit still has its latest
+    numbers) and are printed at the end of `fit` / `validate`; test results go to `test_<filename>` and are
+    printed at the end of `test`. Values in the JSON are the raw fractions; NaN becomes null.
+
+    Collection happens in `on_validation_end`, not `on_validation_epoch_end`: Lightning runs callback
+    epoch-end hooks before the module's, so metrics the module computes and logs in its own epoch-end are not
+    visible there yet.
+    """
+
+    def __init__(self, filename: str = "results.json") -> None:
+        self.filename = filename
+        self.latest: dict[str, dict[str, float]] = {}
+        self.epoch = 0
+        self.step = 0
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self._collect(trainer, "val/")
+        directory = self._directory(trainer)  # collective under DDP: every rank must ask
+        if trainer.is_global_zero:
+            self._write(Path(directory) / self.filename)
+            if trainer.state.fn == TrainerFn.VALIDATING:
+                self._print("Validation")
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero and self.latest:
+            self._print("Validation")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._collect(trainer, "test/")
+        directory = self._directory(trainer)
+        if trainer.is_global_zero:
+            self._write(Path(directory) / f"test_{self.filename}")
+            self._print("Test")
+
+    def _collect(self, trainer: L.Trainer, prefix: str) -> None:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix) and v.numel() == 1}
+        self.latest = format_results(metrics, prefix)
+        self.epoch, self.step = trainer.current_epoch, trainer.global_step
+
+    @staticmethod
+    def _directory(trainer: L.Trainer) -> str:
+        return trainer.log_dir or trainer.default_root_dir
+
+    def _write(self, path: Path) -> None:
+        clean = {t: {m: None if math.isnan(v) else v for m, v in ms.items()} for t, ms in self.latest.items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**clean, "epoch": self.epoch, "step": self.step}, indent=2) + "\n")
+
+    def _print(self, stage: str) -> None:
+        title = f"{stage} results ×100 (epoch {self.epoch}, step {self.step})"
+        Console().print(results_table(self.latest, title))

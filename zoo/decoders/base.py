@@ -1,0 +1,39 @@
+"""The two decoder slots: pixel decoder (encoder maps -> per-pixel embeddings + scales) and mask decoder."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from zoo.types import DecoderLayerOutput, PixelFeatures
+
+
+class PixelDecoder(nn.Module):
+    """Base of pixel decoders: named encoder maps in, `PixelFeatures` out.
+
+    `multi_scale` holds `num_levels` maps of `hidden_dim` channels (coarse to fine); `mask_features` has
+    `mask_dim` channels at stride `mask_stride`. The mask decoder is sized from `hidden_dim` and `mask_dim`.
+    """
+
+    hidden_dim: int
+    mask_dim: int
+    num_levels: int
+    mask_stride: int
+
+    def forward(self, features: dict[str, Tensor]) -> PixelFeatures:
+        raise NotImplementedError
+
+
+class MaskDecoder(nn.Module):
+    """Base of mask decoders: `num_queries` queries of width `hidden_dim` attend to the pixel features.
+
+    `forward` returns one `DecoderLayerOutput` per prediction (deep supervision, the last is final).
+    `query_content` [B, Q, hidden_dim], when given, is the initial query content (e.g. a language model's
+    projected states).
+    """
+
+    hidden_dim: int
+    num_queries: int
+    num_layers: int
+
+    def forward(self, pixel: PixelFeatures, query_content: Tensor | None = None) -> list[DecoderLayerOutput]:
+        raise NotImplementedError

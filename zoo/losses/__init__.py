@@ -1,0 +1,7 @@
+"""Losses: the Hungarian set criterion and its matcher and point sampling."""
+
+from zoo.losses.criterion import SetCriterion
+from zoo.losses.matcher import HungarianMatcher
+from zoo.losses.points import point_sample, uncertainty_points
+
+__all__ = ["HungarianMatcher", "SetCriterion", "point_sample", "uncertainty_points"]

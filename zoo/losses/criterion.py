@@ -1,0 +1,144 @@
+"""The Hungarian set criterion shared by the mask decoders (Mask2Former / PSALM / X-SAM losses)."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from zoo.losses.matcher import HungarianMatcher
+from zoo.losses.points import point_sample, uncertainty_points
+from zoo.registry import register
+from zoo.types import Prediction, Scoring
+
+
+@register("criterion")
+class SetCriterion(nn.Module):
+    """Hungarian-matched class + point-sampled BCE/Dice mask losses, summed over decoder layers.
+
+    Returns the weighted terms `loss_class`, `loss_mask`, `loss_dice`; the trainer sums them and logs each.
+    `softmax` scoring trains K+1-way cross-entropy with a down-weighted no-object column; `sigmoid` scoring
+    (referring / visual prompts, as PSALM) trains independent per-(query, condition) scores with PSALM's
+    `pos_weight` rule and matches on masks only.
+    """
+
+    def __init__(
+        self,
+        class_weight: float = 2.0,
+        mask_weight: float = 5.0,
+        dice_weight: float = 5.0,
+        no_object_weight: float = 0.1,
+        num_points: int = 12544,
+        oversample_ratio: float = 3.0,
+        importance_sample_ratio: float = 0.75,
+        deep_supervision: bool = True,
+    ) -> None:
+        super().__init__()
+        self.class_weight = class_weight
+        self.mask_weight = mask_weight
+        self.dice_weight = dice_weight
+        self.no_object_weight = no_object_weight
+        self.num_points = num_points
+        self.oversample_ratio = oversample_ratio
+        self.importance_sample_ratio = importance_sample_ratio
+        self.deep_supervision = deep_supervision
+        self.matcher = HungarianMatcher(class_weight, mask_weight, dice_weight, num_points)
+
+    def forward(
+        self,
+        predictions: list[Prediction],
+        target_masks: list[Tensor],
+        target_labels: list[Tensor],
+        scoring: Scoring,
+    ) -> dict[str, Tensor]:
+        """Weighted losses summed over the supervised layers; `predictions` are ordered [aux..., final]."""
+        if scoring not in ("softmax", "sigmoid"):
+            raise ValueError(f"scoring must be 'softmax' or 'sigmoid', got {scoring!r}")
+        layers = predictions if self.deep_supervision else predictions[-1:]
+        device = layers[-1].masks.device
+        num_masks = self._num_masks(target_labels, device)
+        totals: dict[str, Tensor] = {}
+        # Losses are computed in float32 even inside a bf16 autocast region.
+        with torch.autocast(device_type=device.type, enabled=False):
+            for pred in layers:
+                logits, masks = pred.logits.float(), pred.masks.float()
+                indices = self.matcher(logits, masks, target_masks, target_labels, scoring)
+                loss_class = self._class_loss(logits, target_labels, indices, scoring)
+                loss_mask, loss_dice = self._mask_losses(masks, target_masks, indices, num_masks)
+                terms = {
+                    "loss_class": self.class_weight * loss_class,
+                    "loss_mask": self.mask_weight * loss_mask,
+                    "loss_dice": self.dice_weight * loss_dice,
+                }
+                totals = {k: totals[k] + v for k, v in terms.items()} if totals else terms
+        return totals
+
+    @staticmethod
+    def _num_masks(target_labels: list[Tensor], device: torch.device) -> Tensor:
+        """Targets per rank (mean over ranks under DDP), at least 1, so every rank normalises alike."""
+        num = torch.tensor(float(sum(len(t) for t in target_labels)), device=device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(num)
+            num = num / dist.get_world_size()
+        return num.clamp(min=1.0)
+
+    def _class_loss(
+        self,
+        logits: Tensor,
+        target_labels: list[Tensor],
+        indices: list[tuple[Tensor, Tensor]],
+        scoring: Scoring,
+    ) -> Tensor:
+        batch_idx, query_idx, labels = self._matched(target_labels, indices, logits.device)
+        if scoring == "softmax":
+            no_object = logits.shape[-1] - 1
+            target = torch.full(logits.shape[:2], no_object, dtype=torch.int64, device=logits.device)
+            target[batch_idx, query_idx] = labels
+            weight = torch.ones(logits.shape[-1], device=logits.device)
+            weight[-1] = self.no_object_weight
+            return F.cross_entropy(logits.transpose(1, 2), target, weight=weight)
+        target = torch.zeros_like(logits)
+        target[batch_idx, query_idx, labels] = 1.0
+        # PSALM's rule: weigh the rare positives up to balance the negatives (moot when there are none).
+        num_pos = target.sum()
+        pos_weight = torch.where(num_pos > 0, (target.numel() - num_pos) / num_pos.clamp(min=1.0), 1.0)
+        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
+
+    @staticmethod
+    def _matched(
+        target_labels: list[Tensor], indices: list[tuple[Tensor, Tensor]], device: torch.device
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Flattened (image index, query index, target label) of all matched pairs."""
+        batch_idx = torch.cat([torch.full_like(q, b) for b, (q, _) in enumerate(indices)]).to(device)
+        query_idx = torch.cat([q for q, _ in indices]).to(device)
+        labels = torch.cat([y[t.to(y.device)] for y, (_, t) in zip(target_labels, indices, strict=True)])
+        return batch_idx, query_idx, labels.to(device).long()
+
+    def _mask_losses(
+        self,
+        masks: Tensor,
+        target_masks: list[Tensor],
+        indices: list[tuple[Tensor, Tensor]],
+        num_masks: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """Point-sampled sigmoid BCE and Dice over matched pairs, each summed over masks / `num_masks`."""
+        if sum(len(q) for q, _ in indices) == 0:
+            # Exactly zero, but still connected to the graph so backward and DDP see every parameter.
+            zero = masks.sum() * 0.0
+            return zero, zero
+        point_logits, point_labels = [], []
+        for b, (query, target) in enumerate(indices):
+            if len(query) == 0:
+                continue
+            pred = masks[b, query.to(masks.device)].unsqueeze(1)
+            coords = uncertainty_points(pred, self.num_points, self.oversample_ratio, self.importance_sample_ratio)
+            point_logits.append(point_sample(pred, coords)[:, 0])
+            with torch.no_grad():
+                tgt = target_masks[b][target.to(target_masks[b].device)].float().to(masks.device)
+                point_labels.append(point_sample(tgt, coords))
+        logits, labels = torch.cat(point_logits), torch.cat(point_labels)
+        bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(1)
+        probs = logits.sigmoid()
+        dice = 1 - (2 * (probs * labels).sum(-1) + 1) / (probs.sum(-1) + labels.sum(-1) + 1)
+        return bce.sum() / num_masks, dice.sum() / num_masks

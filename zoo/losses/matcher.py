@@ -1,0 +1,80 @@
+"""Hungarian matching of predicted queries to target masks on sampled points (PSALM, X-SAM, Mask2Former)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor, nn
+
+from zoo.losses.points import point_sample
+from zoo.types import Scoring
+
+
+def pairwise_sigmoid_bce(inputs: Tensor, targets: Tensor) -> Tensor:
+    """Mean sigmoid BCE over points for every (prediction [Q, P], target [N, P]) pair: [Q, N]."""
+    pos = F.binary_cross_entropy_with_logits(inputs, torch.ones_like(inputs), reduction="none")
+    neg = F.binary_cross_entropy_with_logits(inputs, torch.zeros_like(inputs), reduction="none")
+    return (pos @ targets.T + neg @ (1 - targets).T) / inputs.shape[1]
+
+
+def pairwise_dice(inputs: Tensor, targets: Tensor) -> Tensor:
+    """Dice loss of sigmoid(prediction [Q, P]) against every target [N, P]: [Q, N]."""
+    probs = inputs.sigmoid()
+    numerator = 2 * probs @ targets.T
+    denominator = probs.sum(-1)[:, None] + targets.sum(-1)[None, :]
+    return 1 - (numerator + 1) / (denominator + 1)
+
+
+class HungarianMatcher(nn.Module):
+    """One-to-one assignment of queries to targets minimising a mask (+ class) cost, per image.
+
+    The class cost is used only with `softmax` scoring (generic segmentation); `sigmoid` heads (referring,
+    visual prompts) are matched on masks alone, as PSALM does.
+    """
+
+    def __init__(
+        self, cost_class: float = 2.0, cost_mask: float = 5.0, cost_dice: float = 5.0, num_points: int = 12544
+    ) -> None:
+        super().__init__()
+        self.cost_class = cost_class
+        self.cost_mask = cost_mask
+        self.cost_dice = cost_dice
+        self.num_points = num_points
+
+    @torch.no_grad()
+    def forward(
+        self,
+        logits: Tensor,
+        pred_masks: Tensor,
+        target_masks: list[Tensor],
+        target_labels: list[Tensor],
+        scoring: Scoring,
+    ) -> list[tuple[Tensor, Tensor]]:
+        """Per image, (query indices, target indices) as CPU int64 tensors of equal length.
+
+        `logits` [B, Q, K'] and `pred_masks` [B, Q, h, w] logits; `target_masks[b]` [N_b, H, W] at their own
+        resolution (points are normalised, so nothing is resized), `target_labels[b]` [N_b].
+        """
+        if scoring not in ("softmax", "sigmoid"):
+            raise ValueError(f"scoring must be 'softmax' or 'sigmoid', got {scoring!r}")
+        indices = []
+        for b in range(logits.shape[0]):
+            labels = target_labels[b]
+            if labels.numel() == 0:
+                empty = torch.empty(0, dtype=torch.int64)
+                indices.append((empty, empty))
+                continue
+            # One set of uniform points per image, shared by all predictions and targets.
+            coords = torch.rand(1, self.num_points, 2, device=pred_masks.device)
+            pred = point_sample(pred_masks[b].float().unsqueeze(0), coords)[0]
+            tgt = point_sample(target_masks[b].float().unsqueeze(0).to(coords.device), coords)[0]
+            cost = self.cost_mask * pairwise_sigmoid_bce(pred, tgt)
+            cost = cost + self.cost_dice * pairwise_dice(pred, tgt)
+            if scoring == "softmax":
+                probs = logits[b].float().softmax(-1)
+                cost = cost - self.cost_class * probs[:, labels.to(probs.device)]
+            cost = torch.nan_to_num(cost.cpu(), nan=0.0).clamp(-1e10, 1e10)
+            rows, cols = linear_sum_assignment(cost.numpy())
+            indices.append((torch.from_numpy(rows).long(), torch.from_numpy(cols).long()))
+        return indices

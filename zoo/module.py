@@ -1,0 +1,132 @@
+"""The one LightningModule: trains and evaluates every family from the parts a recipe assembles."""
+
+from __future__ import annotations
+
+import torch
+from lightning import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info
+
+from zoo.callbacks.results import ResultsTable
+from zoo.evaluation import Evaluator
+from zoo.losses import SetCriterion
+from zoo.model import ModelOutput, SegmentationModel
+from zoo.stages import load_weights, param_groups, set_trainable
+from zoo.types import TASK_SCORING, Batch
+
+
+class ZooModule(LightningModule):
+    """Stages are configuration: what trains (`trainable` globs), learning rates, and where weights come from."""
+
+    def __init__(
+        self,
+        net: SegmentationModel,
+        criterion: SetCriterion | None = None,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        scheduler: LRSchedulerCallable | None = None,
+        trainable: list[str] | None = None,
+        lr_multipliers: dict[str, float] | None = None,
+        init_from: str | None = None,
+        gradient_checkpointing: bool = False,
+        lm_loss_weight: float = 1.0,
+        evaluator: Evaluator | None = None,
+    ) -> None:
+        """`init_from` loads the weights only (a new stage: fresh optimizer); `--ckpt_path` resumes a stage.
+
+        `trainable` globs name parameters of `net` (e.g. 'pixel_decoder.*'); everything else is frozen. None keeps
+        what the parts chose (a LoRA-wrapped LM freezes its base weights). `lr_multipliers` maps globs to factors
+        on the optimizer's learning rate; the first matching glob wins.
+        """
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "criterion", "evaluator"])
+        self.net = net
+        self.criterion = criterion if criterion is not None else SetCriterion()
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.lr_multipliers = dict(lr_multipliers or {})
+        self.lm_loss_weight = lm_loss_weight
+        self.evaluator = evaluator if evaluator is not None else Evaluator()
+        if init_from is not None:
+            load_weights(self.net, init_from, prefix="net.")
+        trained, total = set_trainable(self.net, trainable)
+        rank_zero_info(f"trainable parameters: {trained:,} of {total:,}")
+        if gradient_checkpointing:
+            self.net.set_gradient_checkpointing(True)
+
+    def configure_callbacks(self) -> list:
+        return [ResultsTable()]
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        self.evaluator.bind(getattr(datamodule, "categories", None))
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        return self.net(batch)
+
+    def _losses(self, batch: Batch, out: ModelOutput) -> dict[str, torch.Tensor]:
+        losses: dict[str, torch.Tensor] = {}
+        if out.predictions is not None:
+            losses.update(self.criterion(out.predictions, batch.masks, batch.labels, TASK_SCORING[batch.task]))
+        if out.lm_loss is not None:
+            losses["loss_lm"] = out.lm_loss * self.lm_loss_weight
+        if not losses:
+            raise ValueError(f"batch of task '{batch.task}' produced no loss term")
+        return losses
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        losses = self._losses(batch, self(batch))
+        total = sum(losses.values())
+        size = len(batch)
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=size)
+        self.log("train/loss", total.detach(), prog_bar=True, batch_size=size)
+        return total
+
+    def _eval_step(self, batch: Batch, batch_idx: int, prefix: str) -> None:
+        out = self(batch)
+        losses = self._losses(batch, out)
+        self.log(f"{prefix}_loss/{batch.task}", sum(losses.values()), batch_size=len(batch))
+        if out.predictions is not None:
+            self.evaluator.update(batch, out.predictions[-1])
+            if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+                self.evaluator.save_overlays(batch, out.predictions[-1], self.trainer, batch_idx)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict({f"val/{k}": v for k, v in self.evaluator.compute().items()})
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict({f"test/{k}": v for k, v in self.evaluator.compute().items()})
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> list[dict]:
+        out = self(batch)
+        return self.evaluator.postprocess(batch, out.predictions[-1]) if out.predictions is not None else []
+
+    def configure_optimizers(self) -> dict:
+        optimizer = self.optimizer_factory(param_groups(self.net, self.lr_multipliers))
+        for group in optimizer.param_groups:
+            group["lr"] *= group.get("lr_mult", 1.0)
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        scheduler = self.scheduler_factory(optimizer)
+        if hasattr(scheduler, "set_total_steps"):
+            scheduler.set_total_steps(self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the RNG state, so a resumed run draws the same points, shuffles and prompts as an unbroken one."""
+        checkpoint["zoo_rng"] = {"torch": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._resume_rng = checkpoint.get("zoo_rng")
+
+    def on_train_start(self) -> None:
+        """Restore the saved RNG after the sanity check, which an unbroken run would not have made."""
+        state = getattr(self, "_resume_rng", None)
+        if state is not None:
+            torch.set_rng_state(state["torch"])
+            self._resume_rng = None

@@ -1,0 +1,33 @@
+"""Learning-rate schedules that size themselves from the trainer's step count."""
+
+from __future__ import annotations
+
+import math
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+
+class WarmupCosine(LambdaLR):
+    """Linear warm-up over `warmup_ratio` of training, then cosine decay to `min_ratio` (PSALM, X-SAM S2/S3).
+
+    The total step count is filled in by the LightningModule from the trainer, so recipes never repeat it.
+    """
+
+    def __init__(self, optimizer: Optimizer, warmup_ratio: float = 0.03, min_ratio: float = 0.0) -> None:
+        self.warmup_ratio = warmup_ratio
+        self.min_ratio = min_ratio
+        self.total_steps = 1
+        super().__init__(optimizer, self._factor)
+
+    def set_total_steps(self, total: int) -> None:
+        self.total_steps = max(1, int(total))
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * self._factor(self.last_epoch)
+
+    def _factor(self, step: int) -> float:
+        warmup = int(self.warmup_ratio * self.total_steps)
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, self.total_steps - warmup))
+        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
