@@ -23,10 +23,9 @@ def small(tmp: Path, steps: int = 3) -> list[str]:
         "--trainer.max_steps=-1",
         "--trainer.max_epochs=1",
         "--trainer.log_every_n_steps=1",
-        "--trainer.limit_val_batches=2",
         "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
-        "--data.train.init_args.num_images=8",
+        "--data.train.init_args.num_images=24",
         "--data.val.init_args.num_images=4",
     ]
 
@@ -43,3 +42,4 @@ def logged_losses(log_dir: Path) -> dict[int, float]:
     """`train/loss` by step from the CSV logger's metrics file."""
     rows = csv.DictReader(open(log_dir / "metrics.csv"))
     return {int(r["step"]): float(r["train/loss"]) for r in rows if r.get("train/loss")}
+

@@ -34,7 +34,7 @@ class ZooCLI(LightningCLI):
             ZooModule,
             ZooDataModule,
             parser_class=ZooArgumentParser,
-            parser_kwargs={"parser_mode": "omegaconf"},
+            parser_kwargs={"parser_mode": "omegaconf+"},
             save_config_kwargs={"overwrite": True},
             trainer_defaults=TRAINER_DEFAULTS,
             auto_configure_optimizers=False,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -117,16 +119,8 @@ class ZooModule(LightningModule):
             scheduler.set_total_steps(self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep the RNG state, so a resumed run draws the same points, shuffles and prompts as an unbroken one."""
-        checkpoint["zoo_rng"] = {"torch": torch.get_rng_state()}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._resume_rng = checkpoint.get("zoo_rng")
-
-    def on_train_start(self) -> None:
-        """Restore the saved RNG after the sanity check, which an unbroken run would not have made."""
-        state = getattr(self, "_resume_rng", None)
-        if state is not None:
-            torch.set_rng_state(state["torch"])
-            self._resume_rng = None
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        """Seed each step from (run seed, step, rank), as fairseq does: the points, shuffles and prompts a step
+        draws then depend on nothing before it, so a run resumed with `--ckpt_path` repeats an unbroken one."""
+        base = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        torch.manual_seed((base * 1_000_003 + self.global_step) * 1_009 + self.global_rank)
