@@ -22,6 +22,7 @@ def small(tmp: Path, steps: int = 3) -> list[str]:
         f"--trainer.limit_train_batches={steps}",
         "--trainer.max_steps=-1",
         "--trainer.max_epochs=1",
+        "--trainer.check_val_every_n_epoch=1",
         "--trainer.log_every_n_steps=1",
         "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
@@ -42,4 +43,3 @@ def logged_losses(log_dir: Path) -> dict[int, float]:
     """`train/loss` by step from the CSV logger's metrics file."""
     rows = csv.DictReader(open(log_dir / "metrics.csv"))
     return {int(r["step"]): float(r["train/loss"]) for r in rows if r.get("train/loss")}
-

@@ -81,8 +81,9 @@ def test_resume_continues_with_the_same_losses(tmp_path: Path) -> None:
     keep_all = ["--trainer.callbacks.save_top_k=-1", "--trainer.callbacks.filename=epoch{epoch}"]
     whole = fit(PSALM / "tiny.yaml", tmp_path / "whole", "--trainer.max_epochs=2", *keep_all, steps=3)
     interrupted_at = tmp_path / "whole" / "checkpoints" / "epochepoch=0.ckpt"  # as if the run died after epoch 0
-    resumed = fit(PSALM / "tiny.yaml", tmp_path / "resumed", "--trainer.max_epochs=2", f"--ckpt_path={interrupted_at}",
-                  steps=3)
+    resumed = fit(
+        PSALM / "tiny.yaml", tmp_path / "resumed", "--trainer.max_epochs=2", f"--ckpt_path={interrupted_at}", steps=3
+    )
     assert resumed.trainer.global_step == whole.trainer.global_step == 6
     expected = logged_losses(Path(whole.trainer.log_dir))
     got = logged_losses(Path(resumed.trainer.log_dir))
@@ -94,8 +95,12 @@ def test_resume_continues_with_the_same_losses(tmp_path: Path) -> None:
 def test_lora_from_the_recipe_with_trainable_globs_on_the_adapters() -> None:
     lm = "--model.net.init_args.bridge.init_args.language_model.init_args"
     cli = ZooCLI(
-        args=["--config", str(PSALM / "tiny.yaml"), f"{lm}.lora={{r: 4, alpha: 8}}",
-              '--model.trainable=["bridge.lm.*lora_*", "mask_decoder.*"]'],
+        args=[
+            "--config",
+            str(PSALM / "tiny.yaml"),
+            f"{lm}.lora={{r: 4, alpha: 8}}",
+            '--model.trainable=["bridge.lm.*lora_*", "mask_decoder.*"]',
+        ],
         run=False,
     )
     trainable = [n for n, p in cli.model.net.named_parameters() if p.requires_grad]
