@@ -31,15 +31,15 @@ def format_results(metrics: Mapping[str, float], prefix: str = "val/") -> dict[s
 
 
 def results_table(results: Mapping[str, Mapping[str, float]], title: str) -> Table:
-    """A task × metric rich Table with values ×100 to one decimal, as papers print them."""
-    metric_names = sorted({metric for task_metrics in results.values() for metric in task_metrics})
+    """One row per (task, metric), values ×100 to one decimal as papers print them; narrow enough for any
+    terminal, however many metrics a task reports."""
     table = Table(title=title)
     table.add_column("task")
-    for name in metric_names:
-        table.add_column(name, justify="right")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
     for task, task_metrics in results.items():
-        cells = [task_metrics.get(name) for name in metric_names]
-        table.add_row(task, *("" if v is None else "-" if math.isnan(v) else f"{100 * v:.1f}" for v in cells))
+        for n, (name, v) in enumerate(sorted(task_metrics.items())):
+            table.add_row(task if n == 0 else "", name, "-" if math.isnan(v) else f"{100 * v:.1f}")
     return table
 
 
