@@ -59,8 +59,11 @@ class ZooModule(LightningModule):
         return [ResultsTable()]
 
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        self.evaluator.bind(getattr(datamodule, "categories", None))
+        try:
+            categories = self.trainer.datamodule.categories
+        except (AttributeError, ValueError):  # no datamodule, or datasets without a category table: no PQ
+            categories = None
+        self.evaluator.bind(categories)
 
     def forward(self, batch: Batch) -> ModelOutput:
         return self.net(batch)
