@@ -90,7 +90,7 @@ class Evaluator(nn.Module):
         if int(self.interactive.count) > 0:
             stats = self.interactive.compute()
             out.update({"interactive/miou": stats["giou"], "interactive/ciou": stats["ciou"]})
-        if self.panoptic is not None and self.panoptic._update_count > 0:
+        if self.panoptic is not None and self.panoptic.update_count > 0:
             out.update({f"panoptic/{k}": v for k, v in self.panoptic.compute().items()})
             self.panoptic.reset()
         self.referring.reset()
