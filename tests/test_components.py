@@ -6,6 +6,9 @@ import pytest
 import torch
 
 from tests.conftest import swin_like_specs, tiny_encoder_args
+from tests.test_data_roundtrip import DATA_CHECKS
+from tests.test_seem import SEEM_CHECKS
+from tests.test_xsam import XSAM_CHECKS
 from zoo import registry
 from zoo.data import SyntheticSegmentation, collate
 from zoo.decoders import Mask2FormerDecoder, MSDeformAttnPixelDecoder
@@ -125,6 +128,9 @@ CHECKS = {
     "SetCriterion": check_criterion,
     "SyntheticSegmentation": check_dataset,
 }
+CHECKS.update(XSAM_CHECKS)
+CHECKS.update(DATA_CHECKS)
+CHECKS.update(SEEM_CHECKS)
 
 
 def test_every_registered_component_has_a_check() -> None:

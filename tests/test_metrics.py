@@ -12,8 +12,9 @@ import torch
 from lightning.pytorch.demos.boring_classes import BoringModel
 from lightning.pytorch.loggers import CSVLogger
 from PIL import Image
+from rich.console import Console
 
-from zoo.callbacks import ResultsTable, format_results, save_overlay
+from zoo.callbacks import ResultsTable, format_results, results_table, save_overlay
 from zoo.metrics import (
     VOID,
     MaskIoU,
@@ -317,3 +318,18 @@ def test_results_table_writes_json(tmp_path, capsys) -> None:
     test_results = json.loads((tmp_path / "lightning_logs" / "version_0" / "test_results.json").read_text())
     assert test_results["interactive"] == {"miou": 0.75}
     assert "75.0" in capsys.readouterr().out
+
+
+def test_results_table_is_benchmark_by_metric() -> None:
+    results = {
+        "referring/refcoco_val": {"giou": 0.5, "ciou": 0.836},
+        "referring/refcoco_testA": {"ciou": 0.847, "giou": 0.6},
+        "interactive": {"noc85": 3.25, "miou": 0.64},
+    }
+    console = Console(record=True, width=120)
+    console.print(results_table(results, "t"))
+    lines = [line for line in console.export_text().splitlines() if "│" in line]
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in lines]
+    assert cells[0][:3] == ["referring", "ciou", "giou"]  # the papers' column order, not alphabetical by row
+    assert cells[1][:3] == ["refcoco_val", "83.6", "50.0"] and cells[2][:3] == ["refcoco_testA", "84.7", "60.0"]
+    assert cells[3][:3] == ["interactive", "miou", "noc85"] and cells[4][1:3] == ["64.0", "3.25"]  # NoC in clicks

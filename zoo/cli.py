@@ -1,4 +1,5 @@
-"""`zoo`: LightningCLI's fit/validate/test/predict over ZooModule + ZooDataModule, plus `zoo list`."""
+"""`zoo`: LightningCLI's fit/validate/test/predict over ZooModule + ZooDataModule, plus `zoo list`, `zoo data`,
+`zoo curriculum` (a recipe's stages in order) and `zoo grid` (an ablation grid and its comparison table)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,21 @@ def main(argv: list[str] | None = None) -> None:
             print(list_components(argv[1] if len(argv) == 2 else None))
         except KeyError as err:
             sys.exit(str(err.args[0]))
+        return
+    if argv[:1] == ["data"]:
+        from zoo.data.commands import data_main
+
+        data_main(argv[1:])
+        return
+    if argv[:1] == ["curriculum"]:
+        from zoo.curriculum import main as curriculum_main
+
+        curriculum_main(argv[1:])
+        return
+    if argv[:1] == ["grid"]:
+        from zoo.grid import main as grid_main
+
+        grid_main(argv[1:])
         return
     ZooCLI(args=argv)
 

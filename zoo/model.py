@@ -11,7 +11,7 @@ from zoo.decoders.base import MaskDecoder, PixelDecoder
 from zoo.encoders.base import Encoder
 from zoo.heads.bridges import Bridge
 from zoo.heads.class_heads import Head
-from zoo.types import Batch, BridgeOutput, Dims, FeatureSpecs, Prediction
+from zoo.types import Batch, BridgeOutput, DecoderLayerOutput, Dims, FeatureSpecs, Prediction
 
 
 @dataclass
@@ -66,9 +66,17 @@ class SegmentationModel(nn.Module):
         if batch.task == "caption":
             return ModelOutput(predictions=None, lm_loss=conditioning.lm_loss)
         pyramid = self.connector(features) if self.connector is not None else features
-        layers = self.mask_decoder(self.pixel_decoder(pyramid), conditioning.query_content)
-        predictions = [Prediction(self.head(out.queries, conditioning, batch.task), out.masks) for out in layers]
+        # Prompts reach only decoders that mix them into their queries (SEEM); the others never see the argument.
+        extra = {} if conditioning.prompts is None else {"prompts": conditioning.prompts}
+        if conditioning.query_offset is not None:  # only decoders with learned queries to offset (X-SAM's <SEG>)
+            extra["query_offset"] = conditioning.query_offset
+        layers = self.mask_decoder(self.pixel_decoder(pyramid), conditioning.query_content, **extra)
+        predictions = [Prediction(self._logits(out, conditioning, batch.task), out.masks) for out in layers]
         return ModelOutput(predictions=predictions, lm_loss=conditioning.lm_loss)
+
+    def _logits(self, out: DecoderLayerOutput, conditioning: BridgeOutput, task: str) -> Tensor:
+        """The decoder's own scores where it gives them (SEEM's visual prompts), the head's otherwise."""
+        return out.logits if out.logits is not None else self.head(out.queries, conditioning, task)
 
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         """Checkpoint the language model's layers (the part whose activations dominate memory)."""

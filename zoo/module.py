@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 
+from zoo import performance
 from zoo.callbacks.results import ResultsTable
 from zoo.evaluation import Evaluator
+from zoo.interaction import MultiRoundTraining
 from zoo.losses import SetCriterion
 from zoo.model import ModelOutput, SegmentationModel
 from zoo.stages import load_weights, param_groups, set_trainable
@@ -29,18 +32,26 @@ class ZooModule(LightningModule):
         trainable: list[str] | None = None,
         lr_multipliers: dict[str, float] | None = None,
         init_from: str | None = None,
-        gradient_checkpointing: bool = False,
+        gradient_checkpointing: bool | list[str] = False,
+        compile_parts: list[str] | None = None,
+        compile_options: dict[str, Any] | None = None,
         lm_loss_weight: float = 1.0,
         evaluator: Evaluator | None = None,
+        interaction: MultiRoundTraining | None = None,
     ) -> None:
         """`init_from` loads the weights only (a new stage: fresh optimizer); `--ckpt_path` resumes a stage.
 
         `trainable` globs name parameters of `net` (e.g. 'pixel_decoder.*'); everything else is frozen. None keeps
         what the parts chose (a LoRA-wrapped LM freezes its base weights). `lr_multipliers` maps globs to factors
-        on the optimizer's learning rate; the first matching glob wins.
+        on the optimizer's learning rate; the first matching glob wins. `interaction` runs earlier click rounds
+        without gradients before each interactive training step (SEEM's multi-round training).
+
+        Speed switches, off by default: `gradient_checkpointing` true checkpoints the language model's layers, a list
+        checkpoints the named parts (`[encoder.sam.body, pixel_decoder]`, see `zoo.performance`); `compile_parts`
+        runs `torch.compile(**compile_options)` on the named parts (e.g. `[pixel_decoder, mask_decoder]`).
         """
         super().__init__()
-        self.save_hyperparameters(ignore=["net", "criterion", "evaluator"])
+        self.save_hyperparameters(ignore=["net", "criterion", "evaluator", "interaction"])
         self.net = net
         self.criterion = criterion if criterion is not None else SetCriterion()
         self.optimizer_factory = optimizer
@@ -48,12 +59,16 @@ class ZooModule(LightningModule):
         self.lr_multipliers = dict(lr_multipliers or {})
         self.lm_loss_weight = lm_loss_weight
         self.evaluator = evaluator if evaluator is not None else Evaluator()
+        self.interaction = interaction
         if init_from is not None:
             load_weights(self.net, init_from, prefix="net.")
         trained, total = set_trainable(self.net, trainable)
         rank_zero_info(f"trainable parameters: {trained:,} of {total:,}")
-        if gradient_checkpointing:
+        if gradient_checkpointing is True:
             self.net.set_gradient_checkpointing(True)
+        elif gradient_checkpointing:
+            performance.checkpoint_parts(self.net, gradient_checkpointing)
+        performance.compile_parts(self.net, compile_parts or [], compile_options)
 
     def configure_callbacks(self) -> list:
         return [ResultsTable()]
@@ -71,7 +86,8 @@ class ZooModule(LightningModule):
     def _losses(self, batch: Batch, out: ModelOutput) -> dict[str, torch.Tensor]:
         losses: dict[str, torch.Tensor] = {}
         if out.predictions is not None:
-            losses.update(self.criterion(out.predictions, batch.masks, batch.labels, TASK_SCORING[batch.task]))
+            masks, labels = batch.trained_targets()
+            losses.update(self.criterion(out.predictions, masks, labels, TASK_SCORING[batch.task]))
         if out.lm_loss is not None:
             losses["loss_lm"] = out.lm_loss * self.lm_loss_weight
         if not losses:
@@ -79,6 +95,8 @@ class ZooModule(LightningModule):
         return losses
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        if self.interaction is not None:
+            batch = self.interaction(self.net, batch)
         losses = self._losses(batch, self(batch))
         total = sum(losses.values())
         size = len(batch)
@@ -92,6 +110,7 @@ class ZooModule(LightningModule):
         self.log(f"{prefix}_loss/{batch.task}", sum(losses.values()), batch_size=len(batch))
         if out.predictions is not None:
             self.evaluator.update(batch, out.predictions[-1])
+            self.evaluator.update_clicks(batch, lambda clicked: self(clicked).predictions[-1])
             if self.trainer.is_global_zero and not self.trainer.sanity_checking:
                 self.evaluator.save_overlays(batch, out.predictions[-1], self.trainer, batch_idx)
 

@@ -31,3 +31,34 @@ class WarmupCosine(LambdaLR):
             return (step + 1) / warmup
         progress = min(1.0, (step - warmup) / max(1, self.total_steps - warmup))
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class WarmupMultiStep(LambdaLR):
+    """Linear warm-up, then x`gamma` at each milestone, given as fractions of training (X-SAM stage 1: 24/36 and
+    30/36 of 36 epochs), so the schedule keeps its shape whatever the step count."""
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        warmup_ratio: float = 0.03,
+        milestones: tuple[float, ...] = (2 / 3, 5 / 6),
+        gamma: float = 0.1,
+    ) -> None:
+        if any(not 0 < m < 1 for m in milestones):
+            raise ValueError(f"WarmupMultiStep milestones are fractions of training in (0, 1), got {milestones}")
+        self.warmup_ratio = warmup_ratio
+        self.milestones = sorted(milestones)
+        self.gamma = gamma
+        self.total_steps = 1
+        super().__init__(optimizer, self._factor)
+
+    def set_total_steps(self, total: int) -> None:
+        self.total_steps = max(1, int(total))
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * self._factor(self.last_epoch)
+
+    def _factor(self, step: int) -> float:
+        warmup = int(self.warmup_ratio * self.total_steps)
+        if step < warmup:
+            return (step + 1) / warmup
+        return self.gamma ** sum(step >= m * self.total_steps for m in self.milestones)

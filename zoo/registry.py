@@ -19,6 +19,7 @@ KINDS = (
     "mask_decoder",
     "bridge",
     "head",
+    "sampler",
     "language_model",
     "criterion",
     "dataset",

@@ -12,13 +12,22 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-Task = Literal["panoptic", "referring", "interactive", "caption"]
+Task = Literal["panoptic", "referring", "interactive", "vgd", "caption"]
 Scoring = Literal["softmax", "sigmoid"]
 
 # How each task's class logits are trained and read. `softmax`: logits [B, Q, K+1] over the conditions plus a
 # no-object column, matched with a class cost (generic segmentation). `sigmoid`: logits [B, Q, K], one independent
 # score per (query, condition), matched on masks only (referring and visual-prompt tasks, as PSALM does).
-TASK_SCORING: dict[str, Scoring] = {"panoptic": "softmax", "referring": "sigmoid", "interactive": "sigmoid"}
+# `vgd` (X-SAM's visual grounded detection) is interactive with a prompt per category: its targets are every
+# instance of the prompted category.
+TASK_SCORING: dict[str, Scoring] = {
+    "panoptic": "softmax",
+    "referring": "sigmoid",
+    "interactive": "sigmoid",
+    "vgd": "sigmoid",
+}
+# Tasks whose conditions are visual prompts (`Batch.prompts`, one condition per prompt) rather than texts.
+PROMPT_TASKS: tuple[str, ...] = ("interactive", "vgd")
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,10 @@ class Batch:
     `conditions[b]` are the texts a sample is conditioned on (all category names for panoptic, the expression for
     referring); `prompts[b]` the visual-prompt masks for interactive samples. `labels[b][n]` indexes the condition
     (or prompt) that target mask `masks[b][n]` answers.
+
+    Multi-click interaction (evaluation's click loop, SEEM's multi-round training) adds, per sample, negative clicks
+    for the same K targets as `prompts` in `negative_prompts[b]` and the previous round's prediction in
+    `previous_masks[b]` (both [K, H, W] bool). Models that do not read them ignore them; None means no such round.
     """
 
     images: Tensor  # [B, 3, H, W] float in [0, 1]
@@ -60,6 +73,13 @@ class Batch:
     prompt_types: list[list[str]] = field(default_factory=list)
     answers: list[str] = field(default_factory=list)
     meta: list[dict] = field(default_factory=list)
+    negative_prompts: list[Tensor] | None = None  # [K, H, W] bool per sample: negative clicks (interactive)
+    previous_masks: list[Tensor] | None = None  # [K, H, W] bool per sample: the previous round's prediction
+    # From formats that carry them (None otherwise; entries None for samples without): target boxes [N, 4] xyxy,
+    # prompt clicks [K, 2] xy (NaN for non-point prompts), and pixels to ignore [H, W] bool.
+    boxes: list[Tensor | None] | None = None
+    points: list[Tensor | None] | None = None
+    ignore: list[Tensor | None] | None = None
 
     def to(self, device: torch.device | str) -> Batch:
         """Move tensors; Lightning calls this through `transfer_batch_to_device`."""
@@ -74,10 +94,30 @@ class Batch:
             prompt_types=self.prompt_types,
             answers=self.answers,
             meta=self.meta,
+            negative_prompts=None if self.negative_prompts is None else [p.to(device) for p in self.negative_prompts],
+            previous_masks=None if self.previous_masks is None else [m.to(device) for m in self.previous_masks],
+            **{
+                name: [None if t is None else t.to(device) for t in values]
+                for name in ("boxes", "points", "ignore")
+                if (values := getattr(self, name)) is not None
+            },
         )
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+    def trained_targets(self) -> tuple[list[Tensor], list[Tensor]]:
+        """Masks and labels the loss learns from: COCO crowd regions (`meta[b]["iscrowd"]`, [N] per target) left
+        out, as Mask2Former's dataset mappers drop them; evaluation still scores them as COCO's crowd regions."""
+        masks, labels = [], []
+        for b, (sample_masks, sample_labels) in enumerate(zip(self.masks, self.labels, strict=True)):
+            crowd = self.meta[b].get("iscrowd") if b < len(self.meta) else None
+            if crowd is not None and bool(crowd.any()):
+                keep = ~crowd.bool().to(sample_masks.device)
+                sample_masks, sample_labels = sample_masks[keep], sample_labels[keep]
+            masks.append(sample_masks)
+            labels.append(sample_labels)
+        return masks, labels
 
 
 @dataclass
@@ -86,6 +126,26 @@ class PixelFeatures:
 
     mask_features: Tensor  # [B, mask_dim, H/4, W/4] (or the decoder's finest stride)
     multi_scale: list[Tensor]  # coarse to fine, each [B, hidden_dim, h, w]
+
+
+@dataclass
+class PromptInputs:
+    """What a prompt-mixing mask decoder (SEEM) reads besides the pixels: text tokens and visual prompts.
+
+    `tokens` [B, T, D] are text-token embeddings in the decoder's width, `token_mask` [B, T] marks the real ones;
+    `positive` / `negative` hold per sample [K, H, W] bool visual prompts of K objects and their negative clicks;
+    `previous` [K, H, W] bool the previous round's masks, inside which memory prompts attend. `reference`, when
+    given, holds another image's pixel features: the visual prompts mark regions of that image (SEEM's example
+    prompt). `task` names the query group whose predictions the decoder returns.
+    """
+
+    task: str
+    tokens: Tensor | None = None
+    token_mask: Tensor | None = None
+    positive: list[Tensor] | None = None
+    negative: list[Tensor] | None = None
+    previous: list[Tensor] | None = None
+    reference: PixelFeatures | None = None
 
 
 @dataclass
@@ -101,6 +161,8 @@ class BridgeOutput:
     conditions: Tensor | None = None
     condition_mask: Tensor | None = None
     lm_loss: Tensor | None = None
+    prompts: PromptInputs | None = None  # for mask decoders that mix prompts into their queries (SEEM)
+    query_offset: Tensor | None = None  # [B, 1 or Q, D] added to the decoder's learned queries (X-SAM's <SEG>)
 
 
 @dataclass
@@ -109,6 +171,9 @@ class DecoderLayerOutput:
 
     queries: Tensor  # [B, Q, D]
     masks: Tensor  # [B, Q, h, w] logits at the mask-feature resolution
+    # [B, Q, K] class logits when the decoder scores its queries itself (SEEM matches visual prompts against the
+    # pixel features it sampled them from); None leaves the scoring to the head.
+    logits: Tensor | None = None
 
 
 @dataclass

@@ -30,16 +30,48 @@ def format_results(metrics: Mapping[str, float], prefix: str = "val/") -> dict[s
     return nested
 
 
+# The papers' column order; other metrics (per prompt type, baselines) follow alphabetically.
+METRIC_ORDER = (
+    *("pq", "pq_things", "pq_stuff", "sq", "rq"),
+    *("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large", "miou", "pacc"),
+    *("ciou", "giou", "n_acc", "t_acc", "noc85", "noc90", "miou_1click"),
+)
+RAW = ("loss", "noc")  # metrics printed as they are, not as percentages: losses and click counts
+COLUMNS = 6  # metric columns per row; a benchmark with more metrics continues on the next row
+
+
+def _ordered(names: list[str]) -> list[str]:
+    return sorted(names, key=lambda n: (METRIC_ORDER.index(n) if n in METRIC_ORDER else len(METRIC_ORDER), n))
+
+
+def _cell(name: str, value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:.2f}" if name.startswith(RAW) else f"{100 * value:.1f}"
+
+
 def results_table(results: Mapping[str, Mapping[str, float]], title: str) -> Table:
-    """One row per (task, metric), values ×100 to one decimal as papers print them; narrow enough for any
-    terminal, however many metrics a task reports."""
-    table = Table(title=title)
-    table.add_column("task")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for task, task_metrics in results.items():
-        for n, (name, v) in enumerate(sorted(task_metrics.items())):
-            table.add_row(task if n == 0 else "", name, "-" if math.isnan(v) else f"{100 * v:.1f}")
+    """Benchmark × metric, as the papers lay it out: per task a header row of metric names, then one row per
+    benchmark; percentages to one decimal (losses and NoC click counts as they are), '-' where undefined."""
+    by_task: dict[str, list[tuple[str, Mapping[str, float]]]] = {}
+    for group, metrics in results.items():
+        task, _, benchmark = group.partition("/")
+        by_task.setdefault(task, []).append((benchmark, metrics))
+    labels = [*by_task, *(f"  {b}" for rows in by_task.values() for b, _ in rows)]
+    table = Table(title=title, show_header=False)
+    table.add_column("benchmark", style="bold", no_wrap=True, min_width=max(map(len, labels), default=0))
+    for _ in range(COLUMNS):
+        table.add_column(justify="right", overflow="fold")
+    for n, (task, rows) in enumerate(by_task.items()):
+        names = _ordered(list({m for _, metrics in rows for m in metrics}))
+        for start in range(0, len(names), COLUMNS):
+            chunk = names[start : start + COLUMNS]
+            table.add_row(task if start == 0 else "", *chunk, style="bold cyan", end_section=False)
+            for benchmark, metrics in rows:
+                cells = [_cell(m, metrics[m]) if m in metrics else "" for m in chunk]
+                table.add_row(f"  {benchmark}" if benchmark else "", *cells)
+        if n < len(by_task) - 1:
+            table.add_section()
     return table
 
 
@@ -97,5 +129,5 @@ class ResultsTable(L.Callback):
         path.write_text(json.dumps({**clean, "epoch": self.epoch, "step": self.step}, indent=2) + "\n")
 
     def _print(self, stage: str) -> None:
-        title = f"{stage} results ×100 (epoch {self.epoch}, step {self.step})"
+        title = f"{stage} results, % (NoC in clicks; epoch {self.epoch}, step {self.step})"
         Console().print(results_table(self.latest, title))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning
 from torch.utils.data import DataLoader, Dataset
 
+from zoo.data.loader import ResumableDataLoader
 from zoo.data.sampler import TaskBatchSampler
 from zoo.data.schema import collate
 
@@ -65,7 +66,9 @@ class ZooDataModule(lightning.LightningDataModule):
             num_replicas=trainer.world_size if trainer is not None else 1,
             rank=trainer.global_rank if trainer is not None else 0,
         )
-        return DataLoader(
+        # Only training resumes mid-epoch; Lightning re-wraps predict batch samplers, which must stay plain.
+        loader = ResumableDataLoader if stage == "train" else DataLoader
+        return loader(
             dataset,
             batch_sampler=sampler,
             collate_fn=collate,

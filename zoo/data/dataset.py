@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from zoo.data.schema import TASKS, Sample
+from zoo.data.schema import Sample
 from zoo.data.synthetic import (
     CATEGORIES,
     CATEGORY_ID,
@@ -26,6 +26,8 @@ from zoo.data.synthetic import (
 from zoo.registry import register
 
 _REFERRING_STREAM, _INTERACTIVE_STREAM = 1, 2  # keep choices independent of the scene's own random draws
+# The tasks generated in memory; VGD comes from the files `zoo data synth` writes, through the VGD reader.
+GENERATED_TASKS = ("panoptic", "referring", "interactive", "caption")
 
 
 def _masks(masks: list[np.ndarray], size: int) -> Tensor:
@@ -50,7 +52,7 @@ class SyntheticSegmentation(Dataset[Sample]):
         num_images: int = 512,
         image_size: int = 64,
         seed: int = 0,
-        tasks: Sequence[str] = TASKS,
+        tasks: Sequence[str] = GENERATED_TASKS,
         max_expressions: int = 2,
         max_prompts: int = 3,
     ) -> None:
@@ -65,9 +67,9 @@ class SyntheticSegmentation(Dataset[Sample]):
         ):
             if value < least:
                 raise ValueError(f"SyntheticSegmentation {name} must be at least {least}, got {value}")
-        unknown = [t for t in tasks if t not in TASKS]
+        unknown = [t for t in tasks if t not in GENERATED_TASKS]
         if unknown or not tasks:
-            raise ValueError(f"Unknown or no tasks {unknown}. Candidates: {', '.join(TASKS)}.")
+            raise ValueError(f"Unknown or no tasks {unknown}. Candidates: {', '.join(GENERATED_TASKS)}.")
         self.split = split
         self.num_images = num_images
         self.image_size = image_size
@@ -77,7 +79,7 @@ class SyntheticSegmentation(Dataset[Sample]):
         # Train and val streams never share a scene: the split is folded into the generator seed.
         self.scene_seed = 2 * seed + (split == "val")
         counts = {"panoptic": 1, "referring": max_expressions, "interactive": 1, "caption": 1}
-        self._slots = [(task, j) for task in TASKS if task in tasks for j in range(counts[task])]
+        self._slots = [(task, j) for task in GENERATED_TASKS if task in tasks for j in range(counts[task])]
         self.sample_tasks = [task for _ in range(num_images) for task, _ in self._slots]
 
     def __len__(self) -> int:

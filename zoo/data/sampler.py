@@ -16,7 +16,9 @@ class TaskBatchSampler(Sampler[list[int]]):
     order is shuffled, and each rank takes its slice. Ranks therefore agree on the task at every step (models
     with task-specific branches stay in lockstep under DDP), and the plan depends only on seed and epoch.
     With `drop_last=False` a short final global batch is kept and padded by repeating its own indices, so
-    every rank yields the same number of batches of the same task.
+    every rank yields the same number of batches of the same task. `resume(epoch, batches)` makes the next
+    iteration start after the first `batches` batches of that epoch's plan, which is how a checkpoint taken
+    mid-epoch continues with exactly the batches it had not seen (see `ResumableDataLoader`).
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class TaskBatchSampler(Sampler[list[int]]):
         self._num_replicas = num_replicas
         self._rank = rank
         self.epoch = 0
+        self._skip = 0
 
     @property
     def sampler(self) -> TaskBatchSampler:
@@ -53,7 +56,23 @@ class TaskBatchSampler(Sampler[list[int]]):
         return self
 
     def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:  # a pending resume position belongs to the epoch it was saved in
+            self._skip = 0
         self.epoch = epoch
+
+    def resume(self, epoch: int, batches: int) -> None:
+        """Continue epoch `epoch` after its first `batches` batches; a finished epoch resumes at the next one."""
+        if batches < 0 or epoch < 0:
+            raise ValueError(f"Cannot resume at epoch {epoch}, batch {batches}")
+        if batches >= len(self):
+            epoch, batches = epoch + 1, 0
+        self.epoch = epoch
+        self._skip = batches
+
+    @property
+    def skip(self) -> int:
+        """Batches of the current epoch the next iteration leaves out (non-zero only after `resume`)."""
+        return self._skip
 
     def _global_batches(self) -> list[torch.Tensor]:
         generator = torch.Generator().manual_seed(self._seed + self.epoch)
@@ -76,7 +95,8 @@ class TaskBatchSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        for batch in self._global_batches():
+        skip, self._skip = self._skip, 0
+        for batch in self._global_batches()[skip:]:
             per_rank = len(batch) // self._num_replicas
             yield batch[self._rank * per_rank : (self._rank + 1) * per_rank].tolist()
 

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from zoo.types import Batch
 
-TASKS = ("panoptic", "referring", "interactive", "caption")
+TASKS = ("panoptic", "referring", "interactive", "vgd", "caption")
 
 
 @dataclass
@@ -17,7 +17,16 @@ class Sample:
     """One sample in the unified schema, checked on creation so a reader bug fails where it happens.
 
     `labels[n]` indexes the condition (or, for interactive samples, the prompt) that `masks[n]` answers.
-    `masks`, `labels` and `prompts` default to empty, so caption readers need not build them.
+    `masks`, `labels` and `prompts` default to empty, so caption readers need not build them. `boxes` (target
+    boxes, xyxy pixels, one per mask), `points` (the click of each prompt, xy pixels, NaN for non-point prompts)
+    and `ignore` (pixels no loss or metric should count, e.g. ADE20K's label 255) are optional: None when a
+    format does not carry them; transforms keep them consistent with the image.
+
+    `meta` keys readers write and evaluation reads (each optional): `benchmark` (the results-table row, e.g.
+    "refcoco_val"), `image_id` (unique per image within a benchmark: orders AP records), `iscrowd` (bool [N], COCO
+    crowd regions: scored as COCO's crowd, left out of the loss), `category_ids` (long [N], each target's category;
+    VGD's per-prompt category is that of its targets) and `generalized` (gRefCOCO-style referring: zero, one or
+    several targets per expression).
     """
 
     image: Tensor  # [3, H, W] float in [0, 1]
@@ -30,6 +39,9 @@ class Sample:
     prompt_types: list[str] = field(default_factory=list)
     answer: str = ""
     meta: dict = field(default_factory=dict)
+    boxes: Tensor | None = None  # [N, 4] float xyxy
+    points: Tensor | None = None  # [K, 2] float xy
+    ignore: Tensor | None = None  # [H, W] bool
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -49,6 +61,14 @@ class Sample:
             raise ValueError(f"Sample has {self.masks.shape[0]} masks but labels of shape {list(self.labels.shape)}")
         if len(self.prompt_types) != self.prompts.shape[0]:
             raise ValueError(f"Sample has {self.prompts.shape[0]} prompts but {len(self.prompt_types)} prompt types")
+        if self.boxes is not None and tuple(self.boxes.shape) != (self.masks.shape[0], 4):
+            raise ValueError(f"Sample has {self.masks.shape[0]} masks but boxes of shape {list(self.boxes.shape)}")
+        if self.points is not None and tuple(self.points.shape) != (self.prompts.shape[0], 2):
+            raise ValueError(
+                f"Sample has {self.prompts.shape[0]} prompts but points of shape {list(self.points.shape)}"
+            )
+        if self.ignore is not None and tuple(self.ignore.shape) != (height, width):
+            raise ValueError(f"Sample ignore mask must be [{height}, {width}], got {list(self.ignore.shape)}")
 
 
 def collate(samples: list[Sample]) -> Batch:
@@ -69,4 +89,9 @@ def collate(samples: list[Sample]) -> Batch:
         prompt_types=[list(s.prompt_types) for s in samples],
         answers=[s.answer for s in samples],
         meta=[s.meta for s in samples],
+        **{
+            name: [getattr(s, name) for s in samples]
+            for name in ("boxes", "points", "ignore")
+            if any(getattr(s, name) is not None for s in samples)
+        },
     )

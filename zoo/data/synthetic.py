@@ -33,6 +33,7 @@ INSTRUCTIONS = {
     "panoptic": "segment the image into the candidate categories",
     "referring": "segment the object the expression describes",
     "interactive": "segment the regions the prompts mark",
+    "vgd": "segment the categories the prompts mark",
     "caption": "describe the image",
 }
 _RELATION_WORDS = "the shape on left right at top bottom largest smallest above below to of"

@@ -28,7 +28,8 @@ class MaskDecoder(nn.Module):
 
     `forward` returns one `DecoderLayerOutput` per prediction (deep supervision, the last is final).
     `query_content` [B, Q, hidden_dim], when given, is the initial query content (e.g. a language model's
-    projected states).
+    projected states). A bridge may instead give `query_offset` [B, 1 or Q, hidden_dim], passed as a keyword only
+    when present, to add to the learned content (X-SAM's `<SEG>` state); decoders with learned queries accept it.
     """
 
     hidden_dim: int

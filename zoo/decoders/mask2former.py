@@ -90,10 +90,27 @@ class Mask2FormerDecoder(MaskDecoder):
                 nn.init.kaiming_uniform_(projection.weight, a=1)
                 nn.init.zeros_(projection.bias)
 
-    def initial_content(self, query_content: Tensor | None, batch: int) -> Tensor:
-        """The layer-0 query content, [Q, B, D] (sequence first, as transformers' decoder takes it)."""
+    def initial_content(self, query_content: Tensor | None, batch: int, query_offset: Tensor | None = None) -> Tensor:
+        """The layer-0 query content, [Q, B, D] (sequence first, as transformers' decoder takes it).
+
+        `query_offset` [B, 1 or Q, D] is added to the learned content (X-SAM adds the `<SEG>` state to every query).
+        """
         if query_content is None:
-            return self.query_feat.weight[:, None].expand(-1, batch, -1)
+            content = self.query_feat.weight[:, None].expand(-1, batch, -1)
+            if query_offset is None:
+                return content
+            if (
+                query_offset.ndim != 3
+                or query_offset.shape[0] != batch
+                or query_offset.shape[1] not in (1, self.num_queries)
+            ):
+                raise ValueError(
+                    f"query_offset must be [batch, 1 or num_queries, hidden_dim] = [{batch}, 1|{self.num_queries}, "
+                    f"{self.hidden_dim}]; got {list(query_offset.shape)}"
+                )
+            return content + query_offset.transpose(0, 1).to(content.dtype)
+        if query_offset is not None:
+            raise ValueError("give the decoder either query_content (replacing its queries) or query_offset, not both")
         expected = (batch, self.num_queries, self.hidden_dim)
         if tuple(query_content.shape) != expected:
             raise ValueError(
@@ -103,7 +120,9 @@ class Mask2FormerDecoder(MaskDecoder):
             )
         return query_content.transpose(0, 1)
 
-    def forward(self, pixel: PixelFeatures, query_content: Tensor | None = None) -> list[DecoderLayerOutput]:
+    def forward(
+        self, pixel: PixelFeatures, query_content: Tensor | None = None, query_offset: Tensor | None = None
+    ) -> list[DecoderLayerOutput]:
         levels = pixel.multi_scale
         if len(levels) != NUM_LEVELS or any(x.shape[1] != self.in_dim for x in levels):
             got = [tuple(x.shape[1:]) for x in levels]
@@ -117,7 +136,7 @@ class Mask2FormerDecoder(MaskDecoder):
             key = projection(x).flatten(2) + self.level_embed.weight[level][None, :, None]
             keys.append(key.permute(2, 0, 1))
         out = self.decoder(
-            inputs_embeds=self.initial_content(query_content, batch),
+            inputs_embeds=self.initial_content(query_content, batch, query_offset),
             multi_stage_positional_embeddings=pos,
             pixel_embeddings=pixel.mask_features,
             encoder_hidden_states=keys,

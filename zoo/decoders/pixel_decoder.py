@@ -1,7 +1,8 @@
 """Mask2Former's multi-scale deformable-attention pixel decoder, pure PyTorch (no compiled op).
 
-The deformable attention itself is transformers' `grid_sample` implementation; the encoder layer and the FPN
-are written here because transformers hard-codes 3 levels and 4 points. Parameter names follow transformers'
+The deformable attention is transformers' module with its sampling routed through `zoo.kernels` (a Triton
+kernel on CUDA, transformers' `grid_sample` code elsewhere); the encoder layer and the FPN are written here because
+transformers hard-codes 3 levels and 4 points. Parameter names follow transformers'
 `Mask2FormerPixelDecoder` (X-SAM's layout): `input_projections`, `level_embed`, `encoder.layers.*`,
 `mask_projection`, `adapter_i`/`layer_i`.
 """
@@ -13,12 +14,10 @@ import math
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from transformers.models.mask2former.modeling_mask2former import (
-    Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention as MultiScaleDeformableAttention,
-)
 from transformers.models.mask2former.modeling_mask2former import Mask2FormerSinePositionEmbedding
 
 from zoo.decoders.base import PixelDecoder
+from zoo.kernels.deformable_attention import MultiScaleDeformableAttention
 from zoo.registry import register
 from zoo.types import FeatureSpecs, PixelFeatures
 

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from zoo.heads.language_model import CausalLM
 from zoo.projectors.base import Projector
 from zoo.registry import register
-from zoo.types import TASK_SCORING, Batch, BridgeOutput, Dims, FeatureSpec
+from zoo.types import PROMPT_TASKS, TASK_SCORING, Batch, BridgeOutput, Dims, FeatureSpec
 
 IGNORE = -100
 
@@ -131,7 +131,7 @@ class LLMQueries(Bridge):
                     cond_spans[i] = seq.add(self.lm.embed(self._text(names[i], seg=True)))
             elif batch.task == "referring":
                 cond_spans = [seq.add(self.lm.embed(self._text(c, seg=True))) for c in batch.conditions[b]]
-            elif batch.task == "interactive":
+            elif batch.task in PROMPT_TASKS:
                 regions = self.region_tokens(grid[b], batch.prompts[b])
                 cond_spans = [seq.add(region[None]) for region in regions]
             if caption:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from functools import cache
 
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -29,7 +30,8 @@ def synthetic_tokenizer() -> PreTrainedTokenizerFast:
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     """`synthetic-words`, or a Hugging Face id / folder already on this machine (never downloaded)."""
     if name_or_path == SYNTHETIC:
-        return synthetic_tokenizer()
+        # A copy: models add their own tokens, which must not leak into the next model built in this process.
+        return copy.deepcopy(synthetic_tokenizer())
     try:
         return AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
     except (OSError, ValueError) as err:

@@ -3,5 +3,6 @@
 from zoo.losses.criterion import SetCriterion
 from zoo.losses.matcher import HungarianMatcher
 from zoo.losses.points import point_sample, uncertainty_points
+from zoo.losses.seem import SeemCriterion
 
-__all__ = ["HungarianMatcher", "SetCriterion", "point_sample", "uncertainty_points"]
+__all__ = ["HungarianMatcher", "SeemCriterion", "SetCriterion", "point_sample", "uncertainty_points"]

@@ -1,13 +1,16 @@
-"""Panoptic quality through torchmetrics, scored as panopticapi (COCO's, PSALM's, X-SAM's evaluator) does.
+"""Panoptic quality exactly as panopticapi's `pq_compute` (COCO's, PSALM's, X-SAM's evaluator) scores it.
 
 Category ids are indices into the dataset's category list (the panoptic conditions), so the metric only needs
 `is_thing` per category. Unassigned pixels carry category `VOID` (-1) in predictions and targets alike.
 
-torchmetrics treats *predicted* void as "don't care": it removes those pixels from a target segment's area and
-skips false negatives that are mostly predicted void, so a prediction covering half of an object scores PQ 1.0
-and an empty prediction scores NaN. panopticapi counts both against the model. `PanopticMetric` therefore maps
-predicted void to an extra stuff category that no target has (an ordinary, wrong segment for torchmetrics) and
-leaves it out of the averages; target void stays torchmetrics' void (ignored), as in panopticapi.
+panopticapi's rules, which torchmetrics' `PanopticQuality` does not follow in full (it treats predicted void as
+"don't care" and has no crowd regions), hence this implementation:
+- a prediction matches a target segment of its category when IoU > 0.5, where the union leaves out the
+  prediction's pixels on target void; predicted void pixels count against the target (a half-covered object is
+  a miss, an empty prediction scores 0, not NaN);
+- crowd target regions are never matched nor missed, and an unmatched prediction lying more than half on target
+  void plus the crowd region of its own category is not a false positive;
+- PQ / SQ / RQ average over categories with any true positive, false positive or false negative.
 """
 
 from __future__ import annotations
@@ -16,40 +19,105 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torchmetrics.detection import PanopticQuality
+from torchmetrics import Metric
 
 from zoo.metrics.postprocess import VOID
 
 
-class PanopticMetric(PanopticQuality):
-    """PQ / SQ / RQ averaged over categories (plus PQ over things and over stuff), DDP-safe.
+def _segments(pairs: Tensor, is_thing: Tensor, crowd: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Index each pixel by segment: (segment index [H*W], category per segment, kind per segment).
 
-    `update(pred_pairs, target_pairs)` takes long [B, H, W, 2] (category, instance) maps, e.g. from
-    `to_panoptic_pairs` and `target_pairs_from_masks`. Crowd regions are not modelled.
+    A segment is a (category, instance) pair with stuff instances merged; kind is 0 for a real segment, 1 for
+    void, 2 for the crowd region of its category.
+    """
+    category, instance = pairs[..., 0].flatten(), pairs[..., 1].flatten()
+    void = category == VOID
+    safe = category.clamp(min=0)
+    instance = torch.where(is_thing[safe], instance, torch.zeros_like(instance))
+    kind = torch.zeros_like(category)
+    kind[void] = 1
+    if crowd is not None:
+        kind[crowd.flatten() & ~void] = 2
+        instance = instance.masked_fill(kind == 2, 0)
+    key = torch.stack((kind, safe.masked_fill(void, 0), instance.masked_fill(void, 0)), 1)
+    unique, index = torch.unique(key, dim=0, return_inverse=True)
+    return index, unique[:, 1], unique[:, 0]
+
+
+class PanopticMetric(Metric):
+    """PQ / SQ / RQ averaged over categories (plus PQ over things and over stuff), DDP-safe (sums only).
+
+    `update(pred_pairs, target_pairs, crowd)` takes long [B, H, W, 2] (category, instance) maps, e.g. from
+    `to_panoptic_pairs` and `target_pairs_from_masks`, and optionally bool [B, H, W] crowd pixels of the target
+    (their category is the one in `target_pairs`). As in COCO, a category has at most one crowd region per image.
     """
 
-    def __init__(self, is_thing: Sequence[bool], **kwargs) -> None:
-        unassigned = len(is_thing)
-        things = {i for i, thing in enumerate(is_thing) if thing}
-        stuffs = {i for i, thing in enumerate(is_thing) if not thing} | {unassigned}
-        super().__init__(things, stuffs, return_sq_and_rq=True, **kwargs)
-        self.unassigned = unassigned
-        is_thing_by_id = torch.tensor([bool(t) for t in is_thing] + [False])
-        order = sorted(self.cat_id_to_continuous_id, key=self.cat_id_to_continuous_id.get)
-        self.thing_columns = is_thing_by_id[order]  # per torchmetrics' (continuous) state column
-        self.real_columns = torch.tensor(order) != unassigned
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
 
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        """Add a batch; predicted `VOID` pixels become the (scored, unreported) unassigned category."""
-        unassigned = preds[..., 0] == VOID
-        preds = torch.stack(
-            (
-                preds[..., 0].masked_fill(unassigned, self.unassigned),
-                preds[..., 1].masked_fill(unassigned, 0),
-            ),
-            -1,
-        )
-        super().update(preds, target)
+    def __init__(self, is_thing: Sequence[bool], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.register_buffer("is_thing", torch.tensor([bool(t) for t in is_thing]), persistent=False)
+        num = len(is_thing)
+        for name in ("true_positives", "false_positives", "false_negatives"):
+            self.add_state(name, default=torch.zeros(num, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("iou_sum", default=torch.zeros(num, dtype=torch.double), dist_reduce_fx="sum")
+
+    def update(self, preds: Tensor, target: Tensor, crowd: Tensor | None = None) -> None:
+        """Add a batch of images."""
+        if preds.shape != target.shape or preds.dim() != 4 or preds.shape[-1] != 2:
+            raise ValueError(f"Expected preds and target of shape [B, H, W, 2], got {preds.shape} and {target.shape}")
+        for b in range(preds.shape[0]):
+            self._update_image(preds[b], target[b], None if crowd is None else crowd[b].bool())
+
+    def _update_image(self, pred: Tensor, target: Tensor, crowd: Tensor | None) -> None:
+        num = len(self.is_thing)
+        for name, pairs in (("prediction", pred), ("target", target)):
+            bad = (pairs[..., 0] < VOID) | (pairs[..., 0] >= num)
+            if bad.any():
+                raise ValueError(f"{name} has category {int(pairs[..., 0][bad][0])}, not in [0, {num}) or VOID")
+        t_index, t_category, t_kind = _segments(target, self.is_thing, crowd)
+        p_index, p_category, p_kind = _segments(pred, self.is_thing, None)
+        joint = torch.bincount(t_index * len(p_kind) + p_index, minlength=len(t_kind) * len(p_kind))
+        joint = joint.view(len(t_kind), len(p_kind)).tolist()
+        t_area = [sum(row) for row in joint]
+        p_area = [sum(col) for col in zip(*joint, strict=True)]
+        t_category, t_kind, p_category, p_kind = (x.tolist() for x in (t_category, t_kind, p_category, p_kind))
+        void_row = t_kind.index(1) if 1 in t_kind else None
+        crowd_row = {c: g for g, (c, k) in enumerate(zip(t_category, t_kind, strict=True)) if k == 2}
+        tp, fp, fn = [0] * num, [0] * num, [0] * num
+        iou_sum = [0.0] * num
+        matched_t, matched_p = set(), set()
+        for g, row in enumerate(joint):
+            if t_kind[g] != 0:
+                continue
+            for p, inter in enumerate(row):
+                if inter == 0 or p_kind[p] != 0 or p_category[p] != t_category[g]:
+                    continue
+                on_void = joint[void_row][p] if void_row is not None else 0
+                iou = inter / (t_area[g] + p_area[p] - inter - on_void)
+                if iou > 0.5:  # at most one prediction can pass: segments do not overlap
+                    tp[t_category[g]] += 1
+                    iou_sum[t_category[g]] += iou
+                    matched_t.add(g)
+                    matched_p.add(p)
+        for g, kind in enumerate(t_kind):
+            if kind == 0 and g not in matched_t:
+                fn[t_category[g]] += 1
+        for p, kind in enumerate(p_kind):
+            if kind != 0 or p in matched_p:
+                continue
+            ignored = joint[void_row][p] if void_row is not None else 0
+            if p_category[p] in crowd_row:
+                ignored += joint[crowd_row[p_category[p]]][p]
+            if ignored / p_area[p] <= 0.5:
+                fp[p_category[p]] += 1
+        device = self.true_positives.device
+        self.true_positives += torch.tensor(tp, device=device)
+        self.false_positives += torch.tensor(fp, device=device)
+        self.false_negatives += torch.tensor(fn, device=device)
+        self.iou_sum += torch.tensor(iou_sum, dtype=torch.double, device=device)
 
     def compute(self) -> dict[str, float]:
         """`pq`, `sq`, `rq`, `pq_things`, `pq_stuff` as fractions, averaged over categories seen in targets or
@@ -59,8 +127,8 @@ class PanopticMetric(PanopticQuality):
         sq = torch.where(tp > 0, self.iou_sum / tp.clamp(min=1), 0.0)
         rq = torch.where(detections > 0, tp / detections.clamp(min=1e-9), 0.0)
         pq = sq * rq
-        seen = (detections > 0) & self.real_columns.to(tp.device)
-        things = self.thing_columns.to(tp.device)
+        seen = detections > 0
+        things = self.is_thing.to(tp.device)
         return {
             "pq": pq[seen].mean().item(),
             "sq": sq[seen].mean().item(),

@@ -110,3 +110,49 @@ def to_panoptic_pairs(segment_map: Tensor, segments: Sequence[dict]) -> Tensor:
             [segment["category"], segment["id"] if segment["isthing"] else 0], device=segment_map.device
         )
     return pairs
+
+
+def instance_topk(
+    class_logits: Tensor, masks: Tensor, is_thing: Sequence[bool], k: int = 100
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Mask2Former's instance inference: the `k` best (query, category) pairs, things only.
+
+    Every query may answer several categories; its score for each is the softmax class probability times the
+    mask score, and stuff categories are dropped (instance AP is over things).
+
+    Args:
+        class_logits: [Q, K+1] logits, the last column is no-object.
+        masks: [Q, H, W] mask logits.
+        is_thing: length K.
+        k: detections per image (Mask2Former and PSALM: 100).
+
+    Returns:
+        masks bool [D, H, W], scores [D], categories long [D], best first, D <= k.
+    """
+    num_classes = class_logits.shape[-1] - 1
+    if len(is_thing) != num_classes:
+        raise ValueError(f"is_thing has {len(is_thing)} entries for {num_classes} categories")
+    probs = class_logits.softmax(-1)[:, :-1].flatten()
+    scores, flat = probs.topk(min(k, probs.numel()))
+    queries, labels = flat // num_classes, flat % num_classes
+    thing = torch.tensor([bool(t) for t in is_thing], device=labels.device)[labels]
+    queries, labels, scores = queries[thing], labels[thing], scores[thing]
+    chosen = masks[queries]
+    return chosen > 0, scores * mask_scores(chosen), labels
+
+
+def semantic_inference(class_logits: Tensor, masks: Tensor) -> Tensor:
+    """Mask2Former's semantic inference: argmax over categories of Σ_q p(category | q) · sigmoid(mask_q), long
+    [H, W]. Soft, so every pixel gets a category even where no query is confident."""
+    probs = class_logits.softmax(-1)[:, :-1]
+    return torch.einsum("qk,qhw->khw", probs, masks.sigmoid()).argmax(0)
+
+
+def referring_union(scores: Tensor, masks: Tensor, threshold: float = 0.6, fallback_top1: bool = False) -> Tensor:
+    """gRefCOCO post-processing: the union of the masks of every query whose probability exceeds `threshold`,
+    bool [H, W]. An expression can name several objects or none, so an empty union means "no target"; PSALM's
+    evaluation instead falls back to the top-1 query (`fallback_top1`), which never predicts no target."""
+    keep = scores.sigmoid() > threshold
+    if not keep.any():
+        return referring_top1(scores, masks) if fallback_top1 else torch.zeros_like(masks[0], dtype=torch.bool)
+    return (masks[keep] > 0).any(0)

@@ -3,5 +3,6 @@
 from zoo.projectors.base import Projector
 from zoo.projectors.conv import ConvProjector
 from zoo.projectors.mlp import MLPProjector
+from zoo.projectors.pixel_shuffle import PixelShuffleProjector
 
-__all__ = ["ConvProjector", "MLPProjector", "Projector"]
+__all__ = ["ConvProjector", "MLPProjector", "PixelShuffleProjector", "Projector"]

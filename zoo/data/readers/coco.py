@@ -1,0 +1,256 @@
+"""COCO instances (polygons / RLE) and COCO panoptic (PNG + JSON, also ADE20K panoptic) as generic segmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from zoo.data.readers.common import (
+    CategoryTable,
+    DataError,
+    ReaderDataset,
+    compact_segmentation,
+    decode_segmentation,
+    load_image,
+    load_json,
+    require,
+    stack_masks,
+)
+from zoo.data.schema import Sample
+from zoo.data.synthetic import INSTRUCTIONS
+from zoo.data.transforms import Transform
+from zoo.registry import register
+
+
+def xywh_to_xyxy(box: list[float]) -> list[float]:
+    x, y, w, h = box
+    return [x, y, x + w, y + h]
+
+
+def _images(data: dict, where: str) -> dict[int, tuple[str, int, int]]:
+    images = {}
+    for k, image in enumerate(require(data, "images", where)):
+        at = f"{where}: images[{k}]"
+        images[int(require(image, "id", at))] = (
+            require(image, "file_name", at),
+            int(require(image, "height", at)),
+            int(require(image, "width", at)),
+        )
+    return images
+
+
+@register("dataset")
+class CocoInstances(ReaderDataset):
+    """COCO instance annotations (`instances_*.json`) as generic-segmentation samples over all category names.
+
+    Index-only at start-up: per image, its annotations' categories, boxes and segmentations (polygons kept as
+    float arrays, RLE as given); masks are decoded per sample with pycocotools. Images without annotations are
+    left out (as Mask2Former does for training). Crowd annotations are targets flagged in `meta["iscrowd"]`: the
+    loss leaves them out and evaluation scores them as COCOeval's iscrowd. `benchmark` defaults to the file's stem.
+    """
+
+    def __init__(
+        self,
+        annotation_file: str | Path,
+        image_root: str | Path,
+        transform: Transform | None = None,
+        max_bad: float = 0.01,
+        seed: int = 0,
+        benchmark: str | None = None,
+    ) -> None:
+        super().__init__(transform, max_bad, seed)
+        self.annotation_file = Path(annotation_file)
+        self.image_root = Path(image_root)
+        self.benchmark = benchmark or self.annotation_file.stem
+        where = str(self.annotation_file)
+        data = load_json(self.annotation_file, defer_polygons=True)
+        self.table = CategoryTable(require(data, "categories", where), where)
+        self.categories = self.table.table
+        images = _images(data, where)
+        per_image: dict[int, list] = {}
+        broken: set = set()  # images with a bad annotation are left out whole, never with a target missing
+        for k, ann in enumerate(require(data, "annotations", where)):
+            try:  # fast path; a failing record is re-read below by the checking path, which says what is wrong
+                image_id = ann["image_id"]
+                if image_id not in images:
+                    raise KeyError(image_id)
+                entry = (
+                    self.table.index[ann["category_id"]],
+                    compact_segmentation(ann["segmentation"], ""),
+                    ann.get("bbox"),
+                    bool(ann.get("iscrowd", 0)),
+                    ann.get("id"),
+                )
+            except (KeyError, TypeError, DataError):
+                ids = f" (id {ann.get('id')}, image {ann.get('image_id')})" if isinstance(ann, dict) else ""
+                at = f"{where}: annotations[{k}]{ids}"
+                try:
+                    image_id, entry = self._entry(ann, images, at)
+                except DataError as error:
+                    key = ann.get("image_id") if isinstance(ann, dict) else None
+                    if key not in broken:
+                        broken.add(key)
+                        self.skip_record(at, str(error), len(images))
+                    continue
+            per_image.setdefault(image_id, []).append(entry)
+        del data
+        self.image_ids = [i for i in sorted(per_image) if i not in broken]
+        self.images = {i: images[i] for i in self.image_ids}
+        self.annotations = {i: per_image[i] for i in self.image_ids}
+        self.sample_tasks = ["panoptic"] * len(self.image_ids)
+
+    def _entry(self, ann: dict, images: dict, at: str) -> tuple[int, tuple]:
+        """One annotation checked field by field: (image id, (category, segmentation, bbox, crowd, id))."""
+        image_id = int(require(ann, "image_id", at))
+        if image_id not in images:
+            raise DataError(f"{at}: image id {image_id} is not in `images`")
+        category = self.table.lookup(require(ann, "category_id", at), at)
+        segmentation = compact_segmentation(require(ann, "segmentation", at), at)
+        return image_id, (category, segmentation, ann.get("bbox"), bool(ann.get("iscrowd", 0)), ann.get("id"))
+
+    def load(self, index: int) -> Sample:
+        image_id = self.image_ids[index]
+        file_name, height, width = self.images[image_id]
+        where = f"{self.annotation_file}: image {image_id} ('{file_name}')"
+        image = load_image(self.image_root / file_name, height, width, where)
+        masks, labels, boxes, crowds = [], [], [], []
+        for category, segmentation, bbox, crowd, ann_id in self.annotations[image_id]:
+            mask = decode_segmentation(segmentation, height, width, f"{where}, annotation {ann_id}")
+            masks.append(mask)
+            labels.append(category)
+            boxes.append(xywh_to_xyxy(bbox) if bbox is not None else _mask_box(mask))
+            crowds.append(crowd)
+        if all(crowds):
+            raise DataError(f"{where}: only crowd annotations, no target")
+        labels_t = torch.tensor(labels, dtype=torch.long)
+        return Sample(
+            image=image,
+            task="panoptic",
+            instruction=INSTRUCTIONS["panoptic"],
+            conditions=list(self.table.names),
+            masks=stack_masks(masks, height, width),
+            labels=labels_t,
+            boxes=torch.tensor(boxes, dtype=torch.float32),
+            meta={
+                "image_id": image_id,
+                "file_name": file_name,
+                "category_ids": labels_t,
+                "isthing": torch.tensor([self.table.isthing[c] for c in labels]),
+                "iscrowd": torch.tensor(crowds, dtype=torch.bool),
+            },
+        )
+
+
+def _mask_box(mask: np.ndarray) -> list[float]:
+    rows, cols = np.nonzero(mask)
+    return [float(cols.min()), float(rows.min()), float(cols.max() + 1), float(rows.max() + 1)]
+
+
+def rgb2id(color: np.ndarray) -> np.ndarray:
+    """panopticapi's segment id of an RGB PNG: R + 256 G + 256^2 B."""
+    color = color.astype(np.int64)
+    return color[..., 0] + 256 * color[..., 1] + 256 * 256 * color[..., 2]
+
+
+def id2rgb(ids: np.ndarray) -> np.ndarray:
+    """The inverse of `rgb2id`, for writing panoptic PNGs."""
+    return np.stack([ids % 256, ids // 256 % 256, ids // 65536 % 256], axis=-1).astype(np.uint8)
+
+
+@register("dataset")
+class CocoPanoptic(ReaderDataset):
+    """COCO panoptic (`panoptic_*.json` + PNG folder, segment ids by rgb2id), also ADE20K panoptic in that format.
+
+    Every segment becomes one target labelled by its contiguous category; crowd segments are flagged in
+    `meta["iscrowd"]` (left out of the loss, panopticapi's crowd regions in PQ). The JSON is indexed at start-up;
+    the PNG is decoded per sample, and a segment absent from its PNG is an error, not an empty target.
+    `benchmark` defaults to the file's stem.
+    """
+
+    def __init__(
+        self,
+        annotation_file: str | Path,
+        image_root: str | Path,
+        panoptic_root: str | Path,
+        transform: Transform | None = None,
+        max_bad: float = 0.01,
+        seed: int = 0,
+        benchmark: str | None = None,
+    ) -> None:
+        super().__init__(transform, max_bad, seed)
+        self.annotation_file = Path(annotation_file)
+        self.image_root = Path(image_root)
+        self.panoptic_root = Path(panoptic_root)
+        self.benchmark = benchmark or self.annotation_file.stem
+        where = str(self.annotation_file)
+        data = load_json(self.annotation_file)
+        self.table = CategoryTable(require(data, "categories", where), where, default_isthing=False)
+        self.categories = self.table.table
+        images = _images(data, where)
+        self.records: list[tuple] = []
+        annotations = require(data, "annotations", where)
+        for k, ann in enumerate(annotations):
+            at = f"{where}: annotations[{k}] (image {ann.get('image_id')})"
+            try:
+                image_id = int(require(ann, "image_id", at))
+                if image_id not in images:
+                    raise DataError(f"{at}: image id {image_id} is not in `images`")
+                segments = [
+                    (
+                        int(require(s, "id", at)),
+                        self.table.lookup(require(s, "category_id", at), f"{at}, segment {s.get('id')}"),
+                        bool(s.get("iscrowd", 0)),
+                    )
+                    for s in require(ann, "segments_info", at)
+                ]
+                self.records.append((image_id, *images[image_id], require(ann, "file_name", at), segments))
+            except DataError as error:
+                self.skip_record(at, str(error), len(annotations))
+        del data
+        self.sample_tasks = ["panoptic"] * len(self.records)
+
+    def load(self, index: int) -> Sample:
+        image_id, file_name, height, width, png_name, segments = self.records[index]
+        where = f"{self.annotation_file}: image {image_id} ('{file_name}')"
+        image = load_image(self.image_root / file_name, height, width, where)
+        png_path = self.panoptic_root / png_name
+        try:
+            with Image.open(png_path) as png:
+                ids = rgb2id(np.asarray(png.convert("RGB")))
+        except FileNotFoundError:
+            raise DataError(f"{where}: panoptic PNG '{png_path}' does not exist") from None
+        except (OSError, ValueError, SyntaxError) as error:
+            raise DataError(f"{where}: cannot read panoptic PNG '{png_path}': {error}") from None
+        if ids.shape != (height, width):
+            raise DataError(
+                f"{where}: panoptic PNG '{png_path}' is {ids.shape[1]}x{ids.shape[0]}, not {width}x{height}"
+            )
+        masks, labels, crowds = [], [], []
+        for segment_id, category, crowd in segments:
+            mask = ids == segment_id
+            if not mask.any():
+                raise DataError(f"{where}: segment {segment_id} does not appear in '{png_path}' (empty mask)")
+            masks.append(mask)
+            labels.append(category)
+            crowds.append(crowd)
+        if all(crowds):
+            raise DataError(f"{where}: no segments besides crowd regions")
+        labels_t = torch.tensor(labels, dtype=torch.long)
+        return Sample(
+            image=image,
+            task="panoptic",
+            instruction=INSTRUCTIONS["panoptic"],
+            conditions=list(self.table.names),
+            masks=stack_masks(masks, height, width),
+            labels=labels_t,
+            meta={
+                "image_id": image_id,
+                "file_name": file_name,
+                "category_ids": labels_t,
+                "isthing": torch.tensor([self.table.isthing[c] for c in labels]),
+                "iscrowd": torch.tensor(crowds, dtype=torch.bool),
+            },
+        )

@@ -1,0 +1,100 @@
+"""Interactive evaluation by simulated clicks: re-run any segmentation model on click prompts, round by round.
+
+Generic over models: each round is an ordinary interactive `Batch` whose `prompts` hold, per unfinished target,
+the positive click disks (prompt type "point"), `negative_prompts` the negative ones and `previous_masks` the
+last prediction. Models that read only `prompts` (PSALM) see a growing point prompt; models
+that read the other two (SEEM) refine with them. The answer for each target is the top-1 query of its prompt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from zoo.metrics.clicks import Click, click_masks, simulate_batch
+from zoo.metrics.postprocess import referring_top1
+from zoo.types import Batch, Prediction
+
+ModelFn = Callable[[Batch], Prediction]
+"""A model's last-layer prediction for a batch (the evaluator passes `lambda b: model(b).predictions[-1]`)."""
+
+
+def click_targets(batch: Batch) -> list[tuple[int, Tensor]]:
+    """(sample index, target mask) of every non-empty prompt target: the union of the masks answering it."""
+    targets = []
+    for b in range(len(batch)):
+        for k in range(len(batch.prompt_types[b])):
+            target = batch.masks[b][batch.labels[b] == k].any(0)
+            if target.any():
+                targets.append((b, target))
+    return targets
+
+
+def click_batch(
+    batch: Batch, groups: dict[int, list[int]], clicks: dict[int, list[Click]], previous: dict, radius: int
+) -> Batch:
+    """The batch of one click round: per sample `b` of `batch` with unfinished targets `groups[b]`, one prompt per
+    target holding the disks of its clicks so far (`previous` maps a target to its last mask or None)."""
+    shape = tuple(batch.images.shape[-2:])
+    device = batch.images.device
+    samples = list(groups)
+    positives, negatives = [], []
+    for b in samples:
+        disks = [click_masks(clicks[i], shape, radius) for i in groups[b]]
+        positives.append(torch.stack([p for p, _ in disks]).to(device))
+        negatives.append(torch.stack([n for _, n in disks]).to(device))
+    first_round = any(previous[i] is None for i in previous)
+    empty = torch.zeros(0, dtype=torch.long, device=device)
+    return Batch(
+        images=batch.images[samples],
+        task="interactive",
+        instructions=[batch.instructions[b] for b in samples],
+        conditions=[list(batch.conditions[b]) for b in samples],
+        masks=[torch.zeros(0, *shape, dtype=torch.bool, device=device) for _ in samples],
+        labels=[empty for _ in samples],
+        prompts=positives,
+        prompt_types=[["point"] * len(groups[b]) for b in samples],
+        meta=[batch.meta[b] if b < len(batch.meta) else {} for b in samples],
+        negative_prompts=negatives,
+        previous_masks=None
+        if first_round
+        else [torch.stack([previous[i] for i in groups[b]]).to(device) for b in samples],
+    )
+
+
+def run_clicks(
+    batch: Batch,
+    model: ModelFn,
+    max_clicks: int = 20,
+    radius: int = 3,
+    stop_iou: float | None = None,
+    min_clicks: int = 1,
+) -> list[tuple[int, list[float]]]:
+    """Simulate clicks on every prompt target of an interactive batch: (sample index, IoU after each click) per
+    target.
+
+    Each round runs the model once, on the samples that still have unfinished targets, with one point prompt per
+    such target (as the data's own prompts: several targets of one image share a forward pass).
+    """
+    targets = click_targets(batch)
+
+    def predict(items: list[int], clicks: list[list[Click]], previous: list[Tensor | None]) -> list[Tensor]:
+        groups: dict[int, list[int]] = {}
+        for i in items:
+            groups.setdefault(targets[i][0], []).append(i)
+        sub = click_batch(
+            batch, groups, dict(zip(items, clicks, strict=True)), dict(zip(items, previous, strict=True)), radius
+        )
+        pred = model(sub)
+        logits = F.interpolate(pred.masks.float(), size=sub.images.shape[-2:], mode="bilinear", align_corners=False)
+        masks: dict[int, Tensor] = {}
+        for row, members in enumerate(groups.values()):
+            for k, i in enumerate(members):
+                masks[i] = referring_top1(pred.logits[row, :, k].float(), logits[row]).cpu()
+        return [masks[i] for i in items]
+
+    sessions = simulate_batch(predict, [t.cpu() for _, t in targets], max_clicks, stop_iou, min_clicks)
+    return [(b, ious) for (b, _), ious in zip(targets, sessions, strict=True)]
