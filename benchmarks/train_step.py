@@ -22,7 +22,7 @@ import dataclasses
 import resource
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from zoo.cli import ZooCLI
 from zoo.curriculum import recipe_layers
 from zoo.data.dataset import SyntheticSegmentation
 from zoo.data.schema import collate
+from zoo.encoders.base import Encoder
 from zoo.types import Batch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,8 +101,20 @@ class RandomWeightsCLI(ZooCLI):
         randomise(self.config.model, self.vocab_sizes)
         self.config.model.init_from = None
         data = self.config.data
-        self.image_size = (data.train.init_args.get("image_size") if data.train else None) or 1024
+        self.image_size = _find(data, "image_size") or 1024
         data.train = data.val = data.test = None
+
+
+def _find(node: Any, key: str) -> Any:
+    """The first value of `key` anywhere in a parsed config section (a dataset's `image_size`)."""
+    items = vars(node).items() if isinstance(node, Namespace) else node.items() if isinstance(node, dict) else []
+    if isinstance(node, list | tuple):
+        items = enumerate(node)
+    for k, value in items:
+        found = value if k == key else _find(value, key)
+        if found is not None:
+            return found
+    return None
 
 
 def build(configs: list[str]) -> tuple[nn.Module, int]:
@@ -138,9 +151,27 @@ def _map_tensors(obj: Any, fn: Callable[[Tensor], Tensor]) -> Any:
         )
     if isinstance(obj, dict):
         return {k: _map_tensors(v, fn) for k, v in obj.items()}
+    if isinstance(obj, Mapping):  # lazy maps (MultiEncoder): map only what is read, when it is read
+        return _MappedView(obj, fn)
     if isinstance(obj, list | tuple):
         return type(obj)(_map_tensors(v, fn) for v in obj)
     return obj
+
+
+class _MappedView(Mapping):
+    def __init__(self, base: Mapping, fn: Callable[[Tensor], Tensor]) -> None:
+        self.base, self.fn, self.cache = base, fn, {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.cache:
+            self.cache[key] = _map_tensors(self.base[key], self.fn)
+        return self.cache[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self.base)
+
+    def __len__(self) -> int:
+        return len(self.base)
 
 
 def _tensors(obj: Any) -> list[Tensor]:
@@ -185,8 +216,11 @@ def part_runs(module: nn.Module, batch: Batch, autocast: Any) -> dict[str, list[
     """Per table row, a run of each of its parts alone on what that part received in one real step."""
     captured: dict[str, tuple] = {}
     hooks = []
-    names = [p for parts in BUCKETS.values() for p in parts if p == "criterion" or _has(module.net, p)]
-    for name in names:
+    rows = {}
+    for row, parts in BUCKETS.items():
+        for name in parts:
+            rows.update({n: row for n in _expand(module, name)})
+    for name in rows:
         part = module.criterion if name == "criterion" else module.net.get_submodule(name)
 
         def hook(mod: nn.Module, args: tuple, kwargs: dict, _name: str = name) -> None:
@@ -200,8 +234,7 @@ def part_runs(module: nn.Module, batch: Batch, autocast: Any) -> dict[str, list[
         h.remove()
     runs: dict[str, list[Callable[[], None]]] = {}
     for name, (mod, args, kwargs) in captured.items():
-        row = next(r for r, parts in BUCKETS.items() if name in parts)
-        runs.setdefault(row, []).append(part_fn(mod, args, kwargs, autocast))
+        runs.setdefault(rows[name], []).append(part_fn(mod, args, kwargs, autocast))
     return runs
 
 
@@ -327,11 +360,17 @@ def benchmark(args: argparse.Namespace) -> None:
         print(f"{row:<26}{fmt(ms):>10}{fmt(share):>9}{gflop:>12}{fmt(rate_row, digits=3):>10}")
 
 
-def _has(net: nn.Module, name: str) -> bool:
+def _expand(module: nn.Module, name: str) -> list[str]:
+    """The parts to time for a table entry: none if the model lacks it, the encoders inside a MultiEncoder (which
+    only hands out lazy maps; its encoders run when a later part reads them), else the part itself."""
+    if name == "criterion":
+        return [name]
     try:
-        return net.get_submodule(name) is not None
+        part = module.net.get_submodule(name)
     except AttributeError:
-        return False
+        return []
+    inner = [f"{name}.{child}" for child, m in part.named_children() if isinstance(m, Encoder)]
+    return inner or [name]
 
 
 def _forward_backward(module: nn.Module, batch: Batch, autocast: Any) -> None:

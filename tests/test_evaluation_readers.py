@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import io
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,12 +21,12 @@ from pycocotools.cocoeval import COCOeval
 
 from tests.conftest import TINY_RECIPE
 from zoo.cli import ZooCLI, main
-from zoo.data import collate, write_png
+from zoo.data import MixtureDataset, ZooDataModule, collate, write_png
 from zoo.data.readers import CocoInstances, CocoPanoptic, SemanticSegmentation, VisualGrounding
 from zoo.data.readers.coco import id2rgb
 from zoo.data.readers.common import encode_mask
 from zoo.evaluation import Evaluator
-from zoo.losses import SetCriterion
+from zoo.losses import SeemCriterion, SetCriterion
 from zoo.metrics import instance_topk
 from zoo.model import ModelOutput
 from zoo.module import ZooModule
@@ -110,6 +112,23 @@ def coco_file_ap(annotation_file: Path, detections: list[dict], drop_crowd: bool
     return [float(v) for v in evaluator.stats[:6]]
 
 
+def coco_detections(image_ids: tuple[int, ...], logits: torch.Tensor, masks: torch.Tensor) -> list[dict]:
+    """The evaluator's instance detections of each image, as a COCO results list in the file's category ids."""
+    source_ids = [c["id"] for c in CATEGORIES]
+    detections = []
+    for b, image_id in enumerate(image_ids):
+        pred_masks, scores, labels = instance_topk(logits[b], masks[b], [c["isthing"] for c in CATEGORIES])
+        for mask, score, label in zip(pred_masks, scores.tolist(), labels.tolist(), strict=True):
+            rle = encode_mask(mask.numpy())
+            detections.append(
+                {"image_id": image_id, "category_id": source_ids[label], "segmentation": rle, "score": score}
+            )
+    return detections
+
+
+AP_NAMES = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large")
+
+
 def test_instance_ap_on_reader_output_treats_crowd_as_cocoeval_does(instances: Path) -> None:
     dataset = CocoInstances(instances, instances.parent)
     batch = collate([dataset[0], dataset[1]])
@@ -125,18 +144,8 @@ def test_instance_ap_on_reader_output_treats_crowd_as_cocoeval_does(instances: P
     evaluator.update(batch, Prediction(logits=logits, masks=masks))
     out = evaluator.compute()
 
-    source_ids = [c["id"] for c in CATEGORIES]
-    detections = []
-    for b, image_id in enumerate((5, 6)):
-        pred_masks, scores, labels = instance_topk(logits[b], masks[b], [c["isthing"] for c in CATEGORIES])
-        for mask, score, label in zip(pred_masks, scores.tolist(), labels.tolist(), strict=True):
-            rle = encode_mask(mask.numpy())
-            detections.append(
-                {"image_id": image_id, "category_id": source_ids[label], "segmentation": rle, "score": score}
-            )
-    expected = coco_file_ap(instances, detections)
-    names = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large")
-    for name, value in zip(names, expected, strict=True):
+    expected = coco_file_ap(instances, coco_detections((5, 6), logits, masks))
+    for name, value in zip(AP_NAMES, expected, strict=True):
         got = out[f"panoptic/instances_val/{name}"]
         assert (math.isnan(got) and value < 0) or got == pytest.approx(value, abs=1e-6), name
     # The crowd decides the numbers here: as a plain object (or mere ignore pixels) the top cat would be a false
@@ -158,6 +167,88 @@ def test_crowd_targets_are_left_out_of_the_loss(instances: Path) -> None:
         torch.manual_seed(0)
         losses[name] = {k: v.item() for k, v in module._losses(b, pred).items()}
     assert losses["crowd"] == losses["without"] and losses["crowd"] != losses["as_object"]
+
+
+def test_val_ap_counts_images_without_annotations_as_cocoeval_does(instances: Path) -> None:
+    """COCOeval scores every image of the file: a detection on an image without annotations (7) is a false
+    positive, and so is one on an image with only a crowd (8) unless it lies on the crowd. A val file keeps those
+    images, so zoo's AP equals COCOeval on the file; the training default (dropping them) would inflate it."""
+    data = json.loads(instances.read_text())
+    for name, image_id in (("c.png", 7), ("d.png", 8)):
+        write_image(instances.parent / name)
+        data["images"].append({"id": image_id, "file_name": name, "height": SIZE, "width": SIZE})
+    crowd = rect(16, 30, 16, 30)
+    data["annotations"].append(
+        {"id": 9, "image_id": 8, "category_id": 3, "segmentation": encode_mask(crowd), "iscrowd": 1}
+    )
+    instances.write_text(json.dumps(data))
+    dataset = CocoInstances(instances, instances.parent)
+    assert dataset.keep_empty and dataset.image_ids == [5, 6, 7, 8]
+    assert CocoInstances(instances, instances.parent, keep_empty=False).image_ids == [5, 6]
+    assert not CocoInstances(instances, instances.parent, benchmark="x").image_ids != [5, 6, 7, 8]
+    empty, crowd_only = dataset[2], dataset[3]
+    assert empty.masks.shape == (0, SIZE, SIZE) and empty.boxes.shape == (0, 4)
+    assert crowd_only.meta["iscrowd"].tolist() == [True]
+
+    # Image 5 and 6: the cat, the dog and a shifted cat, found. Image 7: a very confident cat where nothing is.
+    # Image 8: a cat on the crowd (ignored) and a confident dog beside it (false positive).
+    queries = [
+        ([rect(2, 12, 2, 12), rect(20, 30, 2, 12), rect(0, 1, 0, 1)], [0, 1, None], [6.0, 5.0, 3.0]),
+        ([rect(10, 20, 12, 22), rect(0, 1, 0, 1), rect(0, 1, 0, 1)], [0, None, None], [5.5, 3.0, 3.0]),
+        ([rect(4, 14, 4, 14), rect(0, 1, 0, 1), rect(0, 1, 0, 1)], [0, None, None], [8.0, 3.0, 3.0]),
+        ([rect(18, 28, 18, 28), rect(2, 12, 2, 12), rect(0, 1, 0, 1)], [0, 1, None], [7.0, 7.5, 3.0]),
+    ]
+    logits = torch.stack([query_logits(classes, 3, s) for _, classes, s in queries])
+    masks = torch.stack([mask_logits(m) for m, _, _ in queries])
+    expected = coco_file_ap(instances, coco_detections((5, 6, 7, 8), logits, masks))
+    evaluator = Evaluator()
+    evaluator.bind(dataset.categories)
+    evaluator.update(collate([dataset[i] for i in range(4)]), Prediction(logits=logits, masks=masks))
+    out = evaluator.compute()
+    for name, value in zip(AP_NAMES, expected, strict=True):
+        got = out[f"panoptic/instances_val/{name}"]
+        assert (math.isnan(got) and value < 0) or got == pytest.approx(value, abs=1e-6), name
+    evaluator.update(collate([dataset[0], dataset[1]]), Prediction(logits=logits[:2], masks=masks[:2]))
+    assert evaluator.compute()["panoptic/instances_val/ap"] > expected[0] + 0.1
+
+
+def test_panoptic_val_keeps_images_without_segments(tmp_path: Path) -> None:
+    """An annotation with no segments: all void for PQ (panopticapi ignores predictions there), but the thing
+    detections on it are false positives for instance AP: a cat ranked above the only true cat halves AP."""
+    cat, sky = rect(0, 10, 0, 10), rect(24, 32, 0, 32)
+    path = write_panoptic(
+        tmp_path,
+        "panoptic_val",
+        CATEGORIES,
+        [("a.png", [(cat, 3), (sky, 7)]), ("b.png", [])],
+    )
+    dataset = CocoPanoptic(path, tmp_path, tmp_path / "panoptic_val")
+    assert len(dataset) == 2 and len(dataset[1].masks) == 0
+    assert len(CocoPanoptic(path, tmp_path, tmp_path / "panoptic_val", keep_empty=False)) == 1
+    logits = torch.stack([query_logits([0, 2], 3, [5.0, 5.0]), query_logits([0, None], 3, [6.0, 3.0])])
+    masks = torch.stack([mask_logits([cat, sky]), mask_logits([cat, np.zeros_like(cat)])])
+    evaluator = Evaluator()
+    evaluator.bind(dataset.categories)
+    evaluator.update(collate([dataset[0], dataset[1]]), Prediction(logits=logits, masks=masks))
+    out = evaluator.compute()
+    assert out["panoptic/panoptic_val/pq"] == 1.0 and out["panoptic/panoptic_val/ap"] == pytest.approx(0.5)
+
+
+def write_panoptic(root: Path, name: str, categories: list[dict], images: list[tuple[str, list]]) -> Path:
+    """A COCO-panoptic JSON + PNG folder `root/name`: per image its file name and (mask, category id) segments."""
+    annotations, records = [], []
+    for image_id, (file_name, segments) in enumerate(images, start=1):
+        write_image(root / file_name)
+        ids = np.zeros((SIZE, SIZE), dtype=np.int64)
+        for segment_id, (mask, _) in enumerate(segments, start=1):
+            ids[mask] = segment_id
+        write_png(root / name / file_name, id2rgb(ids))
+        info = [{"id": k, "category_id": c, "iscrowd": 0} for k, (_, c) in enumerate(segments, start=1)]
+        annotations.append({"image_id": image_id, "file_name": file_name, "segments_info": info})
+        records.append({"id": image_id, "file_name": file_name, "height": SIZE, "width": SIZE})
+    path = root / f"{name}.json"
+    path.write_text(json.dumps({"images": records, "annotations": annotations, "categories": categories}))
+    return path
 
 
 # ---------------------------------------------------------------- COCO panoptic: panopticapi's crowd rule
@@ -216,6 +307,81 @@ def test_semantic_ignore_label_is_not_scored(tmp_path: Path) -> None:
     evaluator.update(batch, Prediction(logits=logits[None], masks=mask_logits([wall, rect(16, 32, 0, 30)])[None]))
     out = evaluator.compute()
     assert out["panoptic/labels/miou"] == 1.0 and out["panoptic/labels/pacc"] == 1.0
+
+
+# ---------------------------------------------------------------- a mixed val set: one category table per benchmark
+
+
+def test_mixed_val_set_scores_each_benchmark_with_its_own_table(tmp_path: Path) -> None:
+    """COCO-style (cat, dog, sky) and ADE20K-style (wall, floor, person) panoptic val sets in one mixture: the
+    module binds each benchmark's table, so both get PQ and AP, and predictions are named from their own table."""
+    ade_categories = [
+        {"id": 1, "name": "wall", "isthing": 0},
+        {"id": 2, "name": "floor", "isthing": 0},
+        {"id": 3, "name": "person", "isthing": 1},
+    ]
+    top, bottom, person = rect(0, 16, 0, 32), rect(16, 32, 0, 32), rect(4, 12, 4, 12)
+    coco = write_panoptic(tmp_path / "coco", "panoptic_val", CATEGORIES, [("a.png", [(top, 3), (bottom, 7)])])
+    ade = write_panoptic(tmp_path / "ade", "ade_panoptic_val", ade_categories, [("b.png", [(top, 1), (person, 3)])])
+    val = MixtureDataset(
+        [
+            CocoPanoptic(coco, tmp_path / "coco", tmp_path / "coco" / "panoptic_val"),
+            CocoPanoptic(ade, tmp_path / "ade", tmp_path / "ade" / "ade_panoptic_val"),
+        ]
+    )
+    datamodule = ZooDataModule(val=val)
+    assert not hasattr(val, "categories")  # the members disagree: no single table
+    module = ZooModule(net=torch.nn.Linear(1, 1))
+    module.trainer = SimpleNamespace(datamodule=datamodule)
+    module.setup("validate")
+    assert set(module.evaluator.tables) == {"panoptic_val", "ade_panoptic_val"}
+
+    evaluator = module.evaluator
+    top_only, person_mask = mask_logits([top, bottom]), mask_logits([top & ~rect(4, 12, 4, 12), person])
+    for b, (queries, classes) in enumerate(((top_only, [0, 2]), (person_mask, [0, 2]))):
+        pred = Prediction(logits=query_logits(classes, 3, [5.0, 4.0])[None], masks=queries[None])
+        batch = collate([val[b]])
+        assert evaluator.postprocess(batch, pred)[0]["labels"] == [["cat", "sky"], ["wall", "person"]][b]
+        evaluator.update(batch, pred)
+    out = evaluator.compute()
+    assert out["panoptic/panoptic_val/pq"] == 1.0 and out["panoptic/ade_panoptic_val/pq"] == 1.0
+    assert out["panoptic/panoptic_val/ap"] == pytest.approx(1.0) == out["panoptic/ade_panoptic_val/ap"]
+
+
+# ---------------------------------------------------------------- SEEM serves VGD prompts
+
+
+def test_seem_serves_vgd_prompts_like_interactive(synth: Path) -> None:
+    """VGD samples from the VGD reader take SEEM's visual-prompt path (the same queries and scores as the same
+    prompts asked as interactive ones). With one query per prompt, the prompt with two instances of its category
+    keeps one unmatched rather than training another prompt's query; the losses stay of normal size."""
+    from tests.test_seem import tiny_seem
+
+    dataset = VisualGrounding(synth / "coco_vgdseg_val.json", synth / "images")
+    batch = collate([dataset[0], dataset[1]])
+    assert batch.labels[1].tolist() == [0, 1, 1, 2]  # prompt 1 stands for two instances
+    torch.manual_seed(0)
+    net = tiny_seem(queries_per_prompt=1).eval()
+    with torch.no_grad():
+        vgd = net(batch).predictions
+        interactive = net(dataclasses.replace(batch, task="interactive")).predictions
+    for a, b in zip(vgd, interactive, strict=True):
+        torch.testing.assert_close(a.logits, b.logits)
+        torch.testing.assert_close(a.masks, b.masks)
+    assert vgd[-1].logits.shape == (2, 3, 3)
+    evaluator = Evaluator()
+    evaluator.update(batch, vgd[-1])
+    assert 0.0 <= evaluator.compute()["vgd/coco_vgdseg_val/ap"] <= 1.0
+
+    out = net.train()(batch).predictions
+    criterion = SeemCriterion(num_points=64)
+    indices = criterion.match(out[-1].logits, out[-1].masks, batch.masks, batch.labels)
+    assert [len(q) for q, _ in indices] == [2, 3]
+    for (queries, targets), labels in zip(indices, batch.labels, strict=True):
+        assert queries.tolist() == labels[targets].tolist()  # query k is prompt k's own
+    losses = criterion(out, batch.masks, batch.labels, TASK_SCORING["vgd"])
+    assert all(torch.isfinite(v) and v < 100 for v in losses.values())
+    sum(losses.values()).backward()
 
 
 # ---------------------------------------------------------------- end to end: zoo data synth -> zoo validate

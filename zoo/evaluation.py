@@ -91,10 +91,10 @@ class Evaluator(nn.Module):
         self._specs: dict[tuple[str, str], tuple] = {}  # constructor arguments, for other ranks
         self._overlays_written: dict[str, int] = {}
 
-    def bind(self, categories: list[dict] | dict[str, list[dict]] | None) -> None:
+    def bind(self, categories: list[dict] | dict[str | None, list[dict]] | None) -> None:
         """Learn the category tables (names, thing/stuff) panoptic PQ and AP need: one table for every benchmark,
-        or {benchmark: table} (e.g. COCO and ADE20K-150 evaluated side by side). None leaves PQ and AP off;
-        semantic mIoU needs no table."""
+        or {benchmark: table} (e.g. COCO and ADE20K-150 evaluated side by side; the key None serves benchmarks
+        without their own). None leaves PQ and AP off; semantic mIoU needs no table."""
         if not categories:
             return
         tables = categories if isinstance(categories, dict) else {None: categories}
@@ -252,7 +252,7 @@ class Evaluator(nn.Module):
             ap = self._metric(group, "ap", (), device)
             ap.update(
                 (meta.get("image_id", ""),),
-                pred_masks,
+                pred_masks & ~ignore,  # COCOeval has no ignore pixels: cut them away, as papers crop the padding
                 scores,
                 categories,
                 masks[things],
@@ -264,7 +264,9 @@ class Evaluator(nn.Module):
         """Each (sample, prompt) is one COCO image whose ground truth is every mask answering the prompt."""
         masks, labels, device = batch.masks[b].bool(), batch.labels[b], batch.images.device
         categories = meta.get("category_ids")
+        ignore = _ignore(batch, b)
         for k, (kind, (pred_masks, scores)) in enumerate(zip(result["labels"], result["detections"], strict=True)):
+            pred_masks = pred_masks if ignore is None else pred_masks & ~ignore  # as for instance AP
             answers = labels == k
             category = (
                 int(torch.as_tensor(categories)[answers.cpu()][0]) if categories is not None and answers.any() else 0

@@ -78,7 +78,11 @@ class ZooModule(LightningModule):
             categories = self.trainer.datamodule.categories
         except (AttributeError, ValueError):  # no datamodule, or datasets without a category table: no PQ
             categories = None
-        self.evaluator.bind(categories)
+        # Each evaluated benchmark's own table (a mixed val set, e.g. COCO + ADE20K), the shared one for the rest.
+        tables = dict(getattr(getattr(self.trainer, "datamodule", None), "benchmark_categories", None) or {})
+        if tables and categories:
+            tables[None] = categories
+        self.evaluator.bind(tables or categories)
 
     def forward(self, batch: Batch) -> ModelOutput:
         return self.net(batch)

@@ -6,6 +6,7 @@ import lightning
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.data.loader import ResumableDataLoader
+from zoo.data.mixture import benchmark_categories
 from zoo.data.sampler import TaskBatchSampler
 from zoo.data.schema import collate
 
@@ -49,6 +50,16 @@ class ZooDataModule(lightning.LightningDataModule):
             if dataset is not None and hasattr(dataset, "categories"):
                 return dataset.categories
         raise ValueError("None of the datamodule's datasets has a `categories` table")
+
+    @property
+    def benchmark_categories(self) -> dict[str, list[dict]]:
+        """{benchmark: category table} of the evaluated (val and test) datasets: each benchmark of a mixed set
+        is scored against its own table, where `categories` can give only one."""
+        tables: dict[str, list[dict]] = {}
+        for dataset in (self.val, self.test):
+            if dataset is not None:
+                tables.update(benchmark_categories(dataset))
+        return tables
 
     def _loader(self, dataset: Dataset | None, stage: str, batch_size: int, shuffle: bool) -> DataLoader:
         if dataset is None:

@@ -99,6 +99,17 @@ class MixtureDataset(Dataset[Sample]):
                 raise AttributeError(f"mixture members '{first_name}' and '{name}' have different category tables")
         return first
 
+    @property
+    def benchmark_categories(self) -> dict[str, list[dict]]:
+        """{benchmark: category table} of the members that have both (nested mixtures included), so a mixed
+        evaluation set (e.g. COCO panoptic + ADE20K panoptic) scores each benchmark against its own table."""
+        tables: dict[str, list[dict]] = {}
+        for name, dataset in zip(self.names, self.datasets, strict=True):
+            for benchmark, table in benchmark_categories(dataset).items():
+                if tables.setdefault(benchmark, table) != table:
+                    raise ValueError(f"mixture member '{name}' gives benchmark '{benchmark}' a second category table")
+        return tables
+
     def __len__(self) -> int:
         return len(self.sample_tasks)
 
@@ -109,3 +120,12 @@ class MixtureDataset(Dataset[Sample]):
         sample = self.datasets[d][int(self._local[index])]
         sample.meta["source"] = self.names[d]
         return sample
+
+
+def benchmark_categories(dataset: Dataset) -> dict[str, list[dict]]:
+    """A dataset's {benchmark: category table}: a mixture's per-member tables, a reader's own (its `benchmark`
+    names its samples' `meta["benchmark"]`), or nothing when it lacks either."""
+    if isinstance(dataset, MixtureDataset):
+        return dataset.benchmark_categories
+    table, benchmark = getattr(dataset, "categories", None), getattr(dataset, "benchmark", None)
+    return {benchmark: table} if table and benchmark else {}

@@ -112,14 +112,17 @@ def crop(sample: Sample, y0: int, x0: int, height: int, width: int) -> Sample:
 
 
 def pad(sample: Sample, height: int, width: int, value: float = 0.0) -> Sample:
-    """Pad bottom and right to height x width (SAM style); padding is marked as ignored when a mask exists."""
+    """Pad bottom and right to height x width (SAM style). The padding is always marked in `ignore` (created when
+    the sample has none): it is not part of the image, so no metric may score it, as the papers crop it away before
+    scoring. Target masks are zero there, as Mask2Former's padded targets, so losses train it as background."""
     h, w = sample.image.shape[1:]
     if height < h or width < w:
         raise ValueError(f"Cannot pad a {h}x{w} image to {height}x{width}")
     if (h, w) == (height, width):
         return dataclasses.replace(sample, meta={**sample.meta, "valid_size": sample.meta.get("valid_size", (h, w))})
     padding = (0, width - w, 0, height - h)
-    ignore = None if sample.ignore is None else F.pad(sample.ignore, padding, value=True)
+    ignore = sample.ignore if sample.ignore is not None else torch.zeros(h, w, dtype=torch.bool)
+    ignore = F.pad(ignore, padding, value=True)
     meta = {**sample.meta, "valid_size": sample.meta.get("valid_size", (h, w))}
     return dataclasses.replace(
         sample,

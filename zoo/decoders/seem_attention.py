@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from zoo.types import PROMPT_TASKS
+
 GROUPS = (
     "queries_object",
     "queries_grounding",
@@ -42,7 +44,10 @@ def _seem_v1_cross_attention() -> list[str]:
 
 
 def _seem_outputs() -> dict[str, str]:
-    return {"panoptic": "queries_object", "referring": "queries_grounding", "interactive": "queries_spatial"}
+    # Visual-prompt tasks (`types.PROMPT_TASKS`: interactive, and VGD, whose prompt marks one instance of the
+    # category to find) are answered by the spatial queries drawn per prompt.
+    outputs = {"panoptic": "queries_object", "referring": "queries_grounding"}
+    return outputs | dict.fromkeys(PROMPT_TASKS, "queries_spatial")
 
 
 @dataclass

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from zoo.heads.bridges import Bridge
 from zoo.heads.text_encoder import TextEncoder
 from zoo.registry import register
-from zoo.types import TASK_SCORING, Batch, BridgeOutput, Dims, PromptInputs
+from zoo.types import PROMPT_TASKS, TASK_SCORING, Batch, BridgeOutput, Dims, PromptInputs
 
 
 @register("bridge")
@@ -19,8 +19,9 @@ class TextPrompts(Bridge):
 
     Panoptic: the category names in prompt templates plus `background` as the last text class (SEEM scores the
     no-object column against it). Referring: each expression's sentence embedding is a condition and its token
-    embeddings become the decoder's grounding tokens. Interactive: the visual prompts, negative clicks and previous
-    masks go to the decoder as they are; expressions given with them become grounding tokens too (composition).
+    embeddings become the decoder's grounding tokens. Visual-prompt tasks (interactive, VGD): the visual prompts,
+    negative clicks and previous masks go to the decoder as they are; expressions given with them become grounding
+    tokens too (composition).
     """
 
     def __init__(self, dims: Dims, text_encoder: Callable[[int], TextEncoder], background: str = "background") -> None:
@@ -42,7 +43,7 @@ class TextPrompts(Bridge):
             sentences, tokens = self._expressions(batch.conditions)
             prompts.tokens, prompts.token_mask = _pad(tokens)
             conditions, condition_mask = _pad(sentences)
-        if batch.task == "interactive":
+        if batch.task in PROMPT_TASKS:
             prompts.positive = batch.prompts
             prompts.negative = batch.negative_prompts
             prompts.previous = batch.previous_masks

@@ -111,6 +111,10 @@ class SeemCriterion(SetCriterion):
             cost = cost.masked_fill(column <= MASKED / 2, FORBIDDEN)
             cost = torch.nan_to_num(cost.cpu(), nan=0.0).clamp(-1e10, 1e10)
             rows, cols = linear_sum_assignment(cost.numpy())
+            # A target its prompt's queries cannot all take (VGD: more instances of the category than queries per
+            # prompt) stays unmatched rather than trained on another prompt's query.
+            allowed = cost.numpy()[rows, cols] < FORBIDDEN / 2
+            rows, cols = rows[allowed], cols[allowed]
             indices.append((torch.from_numpy(rows).long(), torch.from_numpy(cols).long()))
         return indices
 

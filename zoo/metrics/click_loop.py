@@ -77,9 +77,11 @@ def run_clicks(
     target.
 
     Each round runs the model once, on the samples that still have unfinished targets, with one point prompt per
-    such target (as the data's own prompts: several targets of one image share a forward pass).
+    such target (as the data's own prompts: several targets of one image share a forward pass). Predictions are cut
+    to the sample's scored pixels (`batch.ignore`, e.g. padding), as RITM's clicker and IoU leave ignored pixels out.
     """
     targets = click_targets(batch)
+    ignore = batch.ignore or [None] * len(batch)
 
     def predict(items: list[int], clicks: list[list[Click]], previous: list[Tensor | None]) -> list[Tensor]:
         groups: dict[int, list[int]] = {}
@@ -93,7 +95,9 @@ def run_clicks(
         masks: dict[int, Tensor] = {}
         for row, members in enumerate(groups.values()):
             for k, i in enumerate(members):
-                masks[i] = referring_top1(pred.logits[row, :, k].float(), logits[row]).cpu()
+                mask = referring_top1(pred.logits[row, :, k].float(), logits[row])
+                skipped = ignore[targets[i][0]]
+                masks[i] = (mask if skipped is None else mask & ~skipped.to(mask.device).bool()).cpu()
         return [masks[i] for i in items]
 
     sessions = simulate_batch(predict, [t.cpu() for _, t in targets], max_clicks, stop_iou, min_clicks)

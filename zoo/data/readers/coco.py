@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,19 @@ def xywh_to_xyxy(box: list[float]) -> list[float]:
     return [x, y, x + w, y + h]
 
 
+# A val / test split in a COCO file name: instances_val2017, panoptic_minival2014, image_info_test-dev2017.
+_EVAL_SPLIT = re.compile(r"(?:^|[^a-z])(?:mini)?(?:val|test)", re.IGNORECASE)
+
+
+def keeps_empty(keep_empty: bool | None, annotation_file: Path) -> bool:
+    """Whether a reader keeps images without (non-crowd) annotations: as asked, else for val / test files.
+
+    Training leaves them out (Mask2Former's mappers: nothing to learn), but COCOeval and panopticapi score every
+    image of the file, each prediction on such an image a false positive; dropping them would inflate AP and PQ.
+    """
+    return bool(_EVAL_SPLIT.search(annotation_file.stem)) if keep_empty is None else keep_empty
+
+
 def _images(data: dict, where: str) -> dict[int, tuple[str, int, int]]:
     images = {}
     for k, image in enumerate(require(data, "images", where)):
@@ -47,9 +61,11 @@ class CocoInstances(ReaderDataset):
     """COCO instance annotations (`instances_*.json`) as generic-segmentation samples over all category names.
 
     Index-only at start-up: per image, its annotations' categories, boxes and segmentations (polygons kept as
-    float arrays, RLE as given); masks are decoded per sample with pycocotools. Images without annotations are
-    left out (as Mask2Former does for training). Crowd annotations are targets flagged in `meta["iscrowd"]`: the
-    loss leaves them out and evaluation scores them as COCOeval's iscrowd. `benchmark` defaults to the file's stem.
+    float arrays, RLE as given); masks are decoded per sample with pycocotools. Images without (non-crowd)
+    annotations are left out for training, as Mask2Former does, and kept for evaluation, where COCOeval counts them
+    (`keep_empty`; None: kept when the file name says val / test, see `keeps_empty`). Crowd annotations are targets
+    flagged in `meta["iscrowd"]`: the loss leaves them out and evaluation scores them as COCOeval's iscrowd.
+    `benchmark` defaults to the file's stem.
     """
 
     def __init__(
@@ -60,11 +76,13 @@ class CocoInstances(ReaderDataset):
         max_bad: float = 0.01,
         seed: int = 0,
         benchmark: str | None = None,
+        keep_empty: bool | None = None,
     ) -> None:
         super().__init__(transform, max_bad, seed)
         self.annotation_file = Path(annotation_file)
         self.image_root = Path(image_root)
         self.benchmark = benchmark or self.annotation_file.stem
+        self.keep_empty = keeps_empty(keep_empty, self.annotation_file)
         where = str(self.annotation_file)
         data = load_json(self.annotation_file, defer_polygons=True)
         self.table = CategoryTable(require(data, "categories", where), where)
@@ -97,9 +115,9 @@ class CocoInstances(ReaderDataset):
                     continue
             per_image.setdefault(image_id, []).append(entry)
         del data
-        self.image_ids = [i for i in sorted(per_image) if i not in broken]
+        self.image_ids = [i for i in sorted(images if self.keep_empty else per_image) if i not in broken]
         self.images = {i: images[i] for i in self.image_ids}
-        self.annotations = {i: per_image[i] for i in self.image_ids}
+        self.annotations = {i: per_image.get(i, []) for i in self.image_ids}
         self.sample_tasks = ["panoptic"] * len(self.image_ids)
 
     def _entry(self, ann: dict, images: dict, at: str) -> tuple[int, tuple]:
@@ -123,7 +141,7 @@ class CocoInstances(ReaderDataset):
             labels.append(category)
             boxes.append(xywh_to_xyxy(bbox) if bbox is not None else _mask_box(mask))
             crowds.append(crowd)
-        if all(crowds):
+        if all(crowds) and not self.keep_empty:
             raise DataError(f"{where}: only crowd annotations, no target")
         labels_t = torch.tensor(labels, dtype=torch.long)
         return Sample(
@@ -133,12 +151,12 @@ class CocoInstances(ReaderDataset):
             conditions=list(self.table.names),
             masks=stack_masks(masks, height, width),
             labels=labels_t,
-            boxes=torch.tensor(boxes, dtype=torch.float32),
+            boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
             meta={
                 "image_id": image_id,
                 "file_name": file_name,
                 "category_ids": labels_t,
-                "isthing": torch.tensor([self.table.isthing[c] for c in labels]),
+                "isthing": torch.tensor([self.table.isthing[c] for c in labels], dtype=torch.bool),
                 "iscrowd": torch.tensor(crowds, dtype=torch.bool),
             },
         )
@@ -166,8 +184,9 @@ class CocoPanoptic(ReaderDataset):
 
     Every segment becomes one target labelled by its contiguous category; crowd segments are flagged in
     `meta["iscrowd"]` (left out of the loss, panopticapi's crowd regions in PQ). The JSON is indexed at start-up;
-    the PNG is decoded per sample, and a segment absent from its PNG is an error, not an empty target.
-    `benchmark` defaults to the file's stem.
+    the PNG is decoded per sample, and a segment absent from its PNG is an error, not an empty target. Images with
+    no (non-crowd) segment are kept or left out as `CocoInstances` does (`keep_empty`). `benchmark` defaults to the
+    file's stem.
     """
 
     def __init__(
@@ -179,12 +198,14 @@ class CocoPanoptic(ReaderDataset):
         max_bad: float = 0.01,
         seed: int = 0,
         benchmark: str | None = None,
+        keep_empty: bool | None = None,
     ) -> None:
         super().__init__(transform, max_bad, seed)
         self.annotation_file = Path(annotation_file)
         self.image_root = Path(image_root)
         self.panoptic_root = Path(panoptic_root)
         self.benchmark = benchmark or self.annotation_file.stem
+        self.keep_empty = keeps_empty(keep_empty, self.annotation_file)
         where = str(self.annotation_file)
         data = load_json(self.annotation_file)
         self.table = CategoryTable(require(data, "categories", where), where, default_isthing=False)
@@ -236,7 +257,7 @@ class CocoPanoptic(ReaderDataset):
             masks.append(mask)
             labels.append(category)
             crowds.append(crowd)
-        if all(crowds):
+        if all(crowds) and not self.keep_empty:
             raise DataError(f"{where}: no segments besides crowd regions")
         labels_t = torch.tensor(labels, dtype=torch.long)
         return Sample(
@@ -250,7 +271,7 @@ class CocoPanoptic(ReaderDataset):
                 "image_id": image_id,
                 "file_name": file_name,
                 "category_ids": labels_t,
-                "isthing": torch.tensor([self.table.isthing[c] for c in labels]),
+                "isthing": torch.tensor([self.table.isthing[c] for c in labels], dtype=torch.bool),
                 "iscrowd": torch.tensor(crowds, dtype=torch.bool),
             },
         )
