@@ -1,9 +1,24 @@
-"""FSDP's auto-wrap policy for any recipe: wrap by parameter count, so no layer class has to be named."""
+"""Multi-process helpers: FSDP's auto-wrap policy for any recipe, and the rank average that loss normalisers use."""
 
 from __future__ import annotations
 
-from torch import nn
+import torch.distributed as dist
+from torch import Tensor, nn
 from torch.distributed.fsdp.wrap import size_based_auto_wrap_policy
+
+
+def mean_over_ranks(values: Tensor) -> Tensor:
+    """The average of `values` over all ranks (`values` itself outside a process group).
+
+    A loss that divides its rank's sum by the rank-average of a count (targets, tokens, class weights) makes the
+    mean of the rank losses, which DDP's gradient averaging and Lightning's `sync_dist` take, equal the loss of
+    the global batch: a step then does not depend on how the global batch is split across ranks.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    values = values.clone()
+    dist.all_reduce(values)
+    return values / dist.get_world_size()
 
 
 class SizeWrapPolicy:

@@ -16,6 +16,7 @@ from zoo.evaluation import Evaluator
 from zoo.interaction import MultiRoundTraining
 from zoo.losses import SetCriterion
 from zoo.model import ModelOutput, SegmentationModel
+from zoo.randomness import sample_generators
 from zoo.stages import load_weights, param_groups, set_trainable
 from zoo.types import TASK_SCORING, Batch
 
@@ -91,7 +92,8 @@ class ZooModule(LightningModule):
         losses: dict[str, torch.Tensor] = {}
         if out.predictions is not None:
             masks, labels = batch.trained_targets()
-            losses.update(self.criterion(out.predictions, masks, labels, TASK_SCORING[batch.task]))
+            scoring = TASK_SCORING[batch.task]
+            losses.update(self.criterion(out.predictions, masks, labels, scoring, generators=batch.generators))
         if out.lm_loss is not None:
             losses["loss_lm"] = out.lm_loss * self.lm_loss_weight
         if not losses:
@@ -104,8 +106,9 @@ class ZooModule(LightningModule):
         losses = self._losses(batch, self(batch))
         total = sum(losses.values())
         size = len(batch)
-        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=size)
-        self.log("train/loss", total.detach(), prog_bar=True, batch_size=size)
+        # Averaged over ranks: the losses are normalised so that this mean is the global batch's loss.
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=size, sync_dist=True)
+        self.log("train/loss", total.detach(), prog_bar=True, batch_size=size, sync_dist=True)
         return total
 
     def _eval_step(self, batch: Batch, batch_idx: int, prefix: str) -> None:
@@ -147,6 +150,17 @@ class ZooModule(LightningModule):
 
     def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
         """Seed each step from (run seed, step, rank), as fairseq does: the points, shuffles and prompts a step
-        draws then depend on nothing before it, so a run resumed with `--ckpt_path` repeats an unbroken one."""
-        base = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        torch.manual_seed((base * 1_000_003 + self.global_step) * 1_009 + self.global_rank)
+        draws then depend on nothing before it, so a run resumed with `--ckpt_path` repeats an unbroken one.
+
+        Each sample also gets its own stream, keyed by the training batch's index and the sample's position in the
+        global batch (every rank holds the same number of samples): what the criterion and the bridge draw is
+        then the same on any number of processes (`zoo.randomness`).
+        """
+        torch.manual_seed((_run_seed() * 1_000_003 + self.global_step) * 1_009 + self.global_rank)
+        index, size = self.trainer.fit_loop.epoch_loop.total_batch_idx, len(batch)
+        batch.generators = sample_generators(_run_seed(), index, self.global_rank * size, size, self.device)
+
+
+def _run_seed() -> int:
+    """The run's `seed_everything` seed (0 when none was set)."""
+    return int(os.environ.get("PL_GLOBAL_SEED", 0))

@@ -80,6 +80,9 @@ class Batch:
     boxes: list[Tensor | None] | None = None
     points: list[Tensor | None] | None = None
     ignore: list[Tensor | None] | None = None
+    # Per-sample random streams on the batch's device for training draws (sampled points, shuffles); the module
+    # attaches them each step (`zoo.randomness`). None draws from torch's global generator.
+    generators: list[torch.Generator] | None = None
 
     def to(self, device: torch.device | str) -> Batch:
         """Move tensors; Lightning calls this through `transfer_batch_to_device`."""
@@ -96,6 +99,7 @@ class Batch:
             meta=self.meta,
             negative_prompts=None if self.negative_prompts is None else [p.to(device) for p in self.negative_prompts],
             previous_masks=None if self.previous_masks is None else [m.to(device) for m in self.previous_masks],
+            generators=self.generators,
             **{
                 name: [None if t is None else t.to(device) for t in values]
                 for name in ("boxes", "points", "ignore")

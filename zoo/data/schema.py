@@ -19,8 +19,9 @@ class Sample:
     `labels[n]` indexes the condition (or, for interactive samples, the prompt) that `masks[n]` answers.
     `masks`, `labels` and `prompts` default to empty, so caption readers need not build them. `boxes` (target
     boxes, xyxy pixels, one per mask), `points` (the click of each prompt, xy pixels, NaN for non-point prompts)
-    and `ignore` (pixels no loss or metric should count, e.g. ADE20K's label 255) are optional: None when a
-    format does not carry them; transforms keep them consistent with the image.
+    and `ignore` (pixels no metric scores: ADE20K's label 255, padding; losses, like Mask2Former's, train them as
+    background) are optional: None when a format does not carry them; transforms keep them consistent with the
+    image, and padding always marks its pixels in `ignore`.
 
     `meta` keys readers write and evaluation reads (each optional): `benchmark` (the results-table row, e.g.
     "refcoco_val"), `image_id` (unique per image within a benchmark: orders AP records), `iscrowd` (bool [N], COCO

@@ -91,11 +91,12 @@ class LLMQueries(Bridge):
         ids = self.lm.token_ids(text) + ([self.seg_id] if seg else [])
         return torch.tensor(ids, dtype=torch.long, device=self.lm.device)
 
-    def region_tokens(self, grid: Tensor, prompts: Tensor) -> Tensor:
+    def region_tokens(self, grid: Tensor, prompts: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Average the projected token grid [H, h, w] over points inside each prompt mask [K, Hi, Wi] -> [K, H].
 
-        Training draws `region_points` random points with repetition (PSALM); evaluation takes evenly spaced
-        foreground pixels so the same checkpoint always gives the same numbers.
+        Training draws `region_points` random points with repetition (PSALM) from `generator` (the sample's own
+        stream; None: torch's global one); evaluation takes evenly spaced foreground pixels so the same
+        checkpoint always gives the same numbers.
         """
         tokens = []
         height, width = prompts.shape[-2:]
@@ -104,7 +105,7 @@ class LLMQueries(Bridge):
             if ys.numel() == 0:
                 raise ValueError(f"visual prompt {k} is an empty mask; every prompt needs at least one pixel")
             if self.training:
-                pick = torch.randint(ys.numel(), (self.region_points,), device=ys.device)
+                pick = torch.randint(ys.numel(), (self.region_points,), device=ys.device, generator=generator)
             else:
                 pick = torch.linspace(0, ys.numel() - 1, min(self.region_points, ys.numel()), device=ys.device)
                 pick = pick.round().long()
@@ -119,20 +120,23 @@ class LLMQueries(Bridge):
         caption = batch.task == "caption"
         sequences, spans, query_spans = [], [], []
         for b in range(len(batch)):
+            rng = batch.generators[b] if batch.generators else None
             seq = _Sequence()
             seq.add(image_tokens[b])
             seq.add(self.lm.embed(self._text(batch.instructions[b])))
             cond_spans: list[tuple[int, int]] = []
             if batch.task == "panoptic":
                 names = [*batch.conditions[b], self.background]
-                order = torch.randperm(len(names)).tolist() if self.training and self.shuffle_categories else None
+                order = range(len(names))
+                if self.training and self.shuffle_categories:
+                    order = torch.randperm(len(names), generator=rng, device=rng.device if rng else None).tolist()
                 cond_spans = [(0, 0)] * len(names)
-                for i in order or range(len(names)):
+                for i in order:
                     cond_spans[i] = seq.add(self.lm.embed(self._text(names[i], seg=True)))
             elif batch.task == "referring":
                 cond_spans = [seq.add(self.lm.embed(self._text(c, seg=True))) for c in batch.conditions[b]]
             elif batch.task in PROMPT_TASKS:
-                regions = self.region_tokens(grid[b], batch.prompts[b])
+                regions = self.region_tokens(grid[b], batch.prompts[b], rng)
                 cond_spans = [seq.add(region[None]) for region in regions]
             if caption:
                 ids = self._text(batch.answers[b])

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from zoo.distributed import mean_over_ranks
 from zoo.heads.tokenizers import load_tokenizer
 from zoo.registry import register
 from zoo.weights import MissingWeightsError
@@ -101,13 +102,23 @@ class CausalLM(nn.Module):
         return self.model.get_input_embeddings()(ids)
 
     def forward(self, inputs_embeds: Tensor, attention_mask: Tensor, labels: Tensor | None = None) -> tuple:
-        """Last hidden states [B, T, H], and the next-token loss when `labels` are given (else None)."""
+        """Last hidden states [B, T, H], and the next-token loss when `labels` are given (else None).
+
+        The loss is the mean over the predicted tokens of all ranks: transformers divides this rank's sum by
+        `num_items_in_batch`, here the rank average of the token counts (a per-rank mean would weigh a token by
+        how many its rank happens to hold).
+        """
+        extra = {}
+        if labels is not None:
+            tokens = (labels[:, 1:] != -100).sum().float()  # the shifted targets transformers' loss reads
+            extra["num_items_in_batch"] = mean_over_ranks(tokens).clamp(min=1e-6)
         out = self.model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             labels=labels,
             output_hidden_states=True,
             use_cache=False,
+            **extra,
         )
         return out.hidden_states[-1], out.loss
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoo.distributed import mean_over_ranks
+from zoo.heads.class_heads import MASKED
 from zoo.losses.matcher import HungarianMatcher
 from zoo.losses.points import point_sample, uncertainty_points
 from zoo.registry import register
@@ -51,23 +52,35 @@ class SetCriterion(nn.Module):
         target_masks: list[Tensor],
         target_labels: list[Tensor],
         scoring: Scoring,
+        generators: list[torch.Generator] | None = None,
     ) -> dict[str, Tensor]:
-        """Weighted losses summed over the supervised layers; `predictions` are ordered [aux..., final]."""
+        """Weighted losses summed over the supervised layers; `predictions` are ordered [aux..., final].
+
+        `generators[b]` draws image b's points (None: torch's global generator). Each term is this rank's sum over
+        its samples divided by a count averaged over ranks (`zoo.distributed.mean_over_ranks`), so the mean of the
+        rank losses is the loss of the global batch, however it is split.
+        """
         if scoring not in ("softmax", "sigmoid"):
             raise ValueError(f"scoring must be 'softmax' or 'sigmoid', got {scoring!r}")
         layers = predictions if self.deep_supervision else predictions[-1:]
         device = layers[-1].masks.device
         num_masks = self._num_masks(target_labels, device)
-        totals: dict[str, Tensor] = {}
+        class_sums, class_counts, mask_terms = [], [], []
         # Losses are computed in float32 even inside a bf16 autocast region.
         with torch.autocast(device_type=device.type, enabled=False):
             for pred in layers:
                 logits, masks = pred.logits.float(), pred.masks.float()
-                indices = self.matcher(logits, masks, target_masks, target_labels, scoring)
-                loss_class = self._class_loss(logits, target_labels, indices, scoring)
-                loss_mask, loss_dice = self._mask_losses(masks, target_masks, indices, num_masks)
+                indices = self.matcher(logits, masks, target_masks, target_labels, scoring, generators)
+                sums, counts = self._class_sums(logits, target_labels, indices, scoring)
+                class_sums.append(sums)
+                class_counts.append(counts)
+                mask_terms.append(self._mask_losses(masks, target_masks, indices, num_masks, generators))
+            # One collective for every layer's class normaliser (their matches differ, so their counts do).
+            counts = mean_over_ranks(torch.cat(class_counts)).split([len(c) for c in class_counts])
+            totals: dict[str, Tensor] = {}
+            for sums, count, (loss_mask, loss_dice) in zip(class_sums, counts, mask_terms, strict=True):
                 terms = {
-                    "loss_class": self.class_weight * loss_class,
+                    "loss_class": self.class_weight * self._class_loss(sums, count, scoring),
                     "loss_mask": self.mask_weight * loss_mask,
                     "loss_dice": self.dice_weight * loss_dice,
                 }
@@ -76,20 +89,26 @@ class SetCriterion(nn.Module):
 
     @staticmethod
     def _num_masks(target_labels: list[Tensor], device: torch.device) -> Tensor:
-        """Targets per rank (mean over ranks under DDP), at least 1, so every rank normalises alike."""
-        num = torch.tensor(float(sum(len(t) for t in target_labels)), device=device)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(num)
-            num = num / dist.get_world_size()
-        return num.clamp(min=1.0)
+        """Targets per rank, averaged over ranks so every rank normalises alike (Mask2Former's `num_masks`).
 
-    def _class_loss(
+        Clamped only against 0 / 0: with no target on any rank there is no matched pair to divide either.
+        """
+        num = torch.tensor(float(sum(len(t) for t in target_labels)), device=device)
+        return mean_over_ranks(num).clamp(min=1e-6)
+
+    def _class_sums(
         self,
         logits: Tensor,
         target_labels: list[Tensor],
         indices: list[tuple[Tensor, Tensor]],
         scoring: Scoring,
-    ) -> Tensor:
+    ) -> tuple[Tensor, Tensor]:
+        """This rank's class-loss sums (with gradient) and the counts that normalise them, before averaging.
+
+        `softmax`: ([sum of weight * CE], [sum of weights]), Mask2Former's weighted mean once divided.
+        `sigmoid`: ([BCE over positives, BCE over negatives], [scores, positives]) over real conditions only:
+        padded ones (logit `MASKED`) would make a sample's loss depend on its batch-mates' condition counts.
+        """
         batch_idx, query_idx, labels = self._matched(target_labels, indices, logits.device)
         if scoring == "softmax":
             no_object = logits.shape[-1] - 1
@@ -97,13 +116,24 @@ class SetCriterion(nn.Module):
             target[batch_idx, query_idx] = labels
             weight = torch.ones(logits.shape[-1], device=logits.device)
             weight[-1] = self.no_object_weight
-            return F.cross_entropy(logits.transpose(1, 2), target, weight=weight)
+            weighted = F.cross_entropy(logits.transpose(1, 2), target, weight=weight, reduction="sum")
+            return weighted[None], weight[target].sum()[None]
         target = torch.zeros_like(logits)
         target[batch_idx, query_idx, labels] = 1.0
+        real = (logits > MASKED / 2).float()
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none") * real
+        sums = torch.stack([(bce * target).sum(), (bce * (1 - target)).sum()])
+        return sums, torch.stack([real.sum(), target.sum()]).detach()
+
+    @staticmethod
+    def _class_loss(sums: Tensor, counts: Tensor, scoring: Scoring) -> Tensor:
+        """The class term from `_class_sums` and its counts averaged over ranks."""
+        if scoring == "softmax":
+            return sums[0] / counts[0].clamp(min=1e-6)
+        scores, positives = counts
         # PSALM's rule: weigh the rare positives up to balance the negatives (moot when there are none).
-        num_pos = target.sum()
-        pos_weight = torch.where(num_pos > 0, (target.numel() - num_pos) / num_pos.clamp(min=1.0), 1.0)
-        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
+        pos_weight = torch.where(positives > 0, (scores - positives) / positives.clamp(min=1e-6), 1.0)
+        return (pos_weight * sums[0] + sums[1]) / scores.clamp(min=1e-6)
 
     @staticmethod
     def _matched(
@@ -121,8 +151,10 @@ class SetCriterion(nn.Module):
         target_masks: list[Tensor],
         indices: list[tuple[Tensor, Tensor]],
         num_masks: Tensor,
+        generators: list[torch.Generator] | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Point-sampled sigmoid BCE and Dice over matched pairs, each summed over masks / `num_masks`."""
+        """Point-sampled sigmoid BCE and Dice over matched pairs, each summed over masks / `num_masks`; image b's
+        points come from `generators[b]` when given."""
         if sum(len(q) for q, _ in indices) == 0:
             # Exactly zero, but still connected to the graph so backward and DDP see every parameter.
             zero = masks.sum() * 0.0
@@ -132,7 +164,9 @@ class SetCriterion(nn.Module):
             if len(query) == 0:
                 continue
             pred = masks[b, query.to(masks.device)].unsqueeze(1)
-            coords = uncertainty_points(pred, self.num_points, self.oversample_ratio, self.importance_sample_ratio)
+            generator = generators[b] if generators else None
+            ratios = (self.oversample_ratio, self.importance_sample_ratio)
+            coords = uncertainty_points(pred, self.num_points, *ratios, generator=generator)
             point_logits.append(point_sample(pred, coords)[:, 0])
             with torch.no_grad():
                 tgt = target_masks[b][target.to(target_masks[b].device)].float().to(masks.device)

@@ -50,11 +50,13 @@ class HungarianMatcher(nn.Module):
         target_masks: list[Tensor],
         target_labels: list[Tensor],
         scoring: Scoring,
+        generators: list[torch.Generator] | None = None,
     ) -> list[tuple[Tensor, Tensor]]:
         """Per image, (query indices, target indices) as CPU int64 tensors of equal length.
 
         `logits` [B, Q, K'] and `pred_masks` [B, Q, h, w] logits; `target_masks[b]` [N_b, H, W] at their own
-        resolution (points are normalised, so nothing is resized), `target_labels[b]` [N_b].
+        resolution (points are normalised, so nothing is resized), `target_labels[b]` [N_b]. Image b's points come
+        from `generators[b]` when given (torch's global generator otherwise).
         """
         if scoring not in ("softmax", "sigmoid"):
             raise ValueError(f"scoring must be 'softmax' or 'sigmoid', got {scoring!r}")
@@ -66,7 +68,8 @@ class HungarianMatcher(nn.Module):
                 indices.append((empty, empty))
                 continue
             # One set of uniform points per image, shared by all predictions and targets.
-            coords = torch.rand(1, self.num_points, 2, device=pred_masks.device)
+            generator = generators[b] if generators else None
+            coords = torch.rand(1, self.num_points, 2, device=pred_masks.device, generator=generator)
             pred = point_sample(pred_masks[b].float().unsqueeze(0), coords)[0]
             tgt = point_sample(target_masks[b].float().unsqueeze(0).to(coords.device), coords)[0]
             cost = self.cost_mask * pairwise_sigmoid_bce(pred, tgt)

@@ -23,24 +23,29 @@ def point_sample(inputs: Tensor, coords: Tensor) -> Tensor:
 
 @torch.no_grad()
 def uncertainty_points(
-    logits: Tensor, num_points: int, oversample_ratio: float = 3.0, importance_sample_ratio: float = 0.75
+    logits: Tensor,
+    num_points: int,
+    oversample_ratio: float = 3.0,
+    importance_sample_ratio: float = 0.75,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Coordinates [N, P, 2] concentrated where the mask logits [N, 1, H, W] (or [N, H, W]) are least certain.
 
     PointRend importance sampling: of `oversample_ratio * P` uniform candidates keep the
     `importance_sample_ratio * P` with the smallest |logit| (the decision boundary, where the loss is
-    informative), and fill the rest uniformly so the whole mask keeps some supervision.
+    informative), and fill the rest uniformly so the whole mask keeps some supervision. Uniform draws come from
+    `generator` (None: torch's global one).
     """
     if logits.dim() == 4:
         logits = logits.squeeze(1)
     n = logits.shape[0]
     num_candidates = int(num_points * oversample_ratio)
-    candidates = torch.rand(n, num_candidates, 2, device=logits.device)
+    candidates = torch.rand(n, num_candidates, 2, device=logits.device, generator=generator)
     uncertainty = -point_sample(logits.float(), candidates).abs()
     num_uncertain = int(importance_sample_ratio * num_points)
     idx = uncertainty.topk(num_uncertain, dim=1).indices
     coords = candidates.gather(1, idx.unsqueeze(-1).expand(-1, -1, 2))
     num_random = num_points - num_uncertain
     if num_random > 0:
-        coords = torch.cat([coords, torch.rand(n, num_random, 2, device=logits.device)], dim=1)
+        coords = torch.cat([coords, torch.rand(n, num_random, 2, device=logits.device, generator=generator)], dim=1)
     return coords

@@ -67,9 +67,10 @@ class SeemCriterion(SetCriterion):
         target_masks: list[Tensor],
         target_labels: list[Tensor],
         scoring: Scoring,
+        generators: list[torch.Generator] | None = None,
     ) -> dict[str, Tensor]:
         if scoring == "softmax":
-            return super().forward(predictions, target_masks, target_labels, scoring)
+            return super().forward(predictions, target_masks, target_labels, scoring, generators)
         if scoring != "sigmoid":
             raise ValueError(f"scoring must be 'softmax' or 'sigmoid', got {scoring!r}")
         layers = predictions if self.deep_supervision else predictions[-1:]
@@ -79,8 +80,8 @@ class SeemCriterion(SetCriterion):
         with torch.autocast(device_type=device.type, enabled=False):
             for pred in layers:
                 logits, masks = pred.logits.float(), pred.masks.float()
-                indices = self.match(logits, masks, target_masks, target_labels)
-                loss_mask, loss_dice = self._mask_losses(masks, target_masks, indices, num_masks)
+                indices = self.match(logits, masks, target_masks, target_labels, generators)
+                loss_mask, loss_dice = self._mask_losses(masks, target_masks, indices, num_masks, generators)
                 terms = {
                     "loss_class": self.prompt_class_weight * self._query_ce(logits, target_labels, indices),
                     "loss_mask": self.prompt_mask_weight * loss_mask,
@@ -91,7 +92,12 @@ class SeemCriterion(SetCriterion):
 
     @torch.no_grad()
     def match(
-        self, logits: Tensor, masks: Tensor, target_masks: list[Tensor], target_labels: list[Tensor]
+        self,
+        logits: Tensor,
+        masks: Tensor,
+        target_masks: list[Tensor],
+        target_labels: list[Tensor],
+        generators: list[torch.Generator] | None = None,
     ) -> list[tuple[Tensor, Tensor]]:
         """Per image, (query indices, target indices): each target is matched among the queries its prompt allows,
         by cost_class * -softmax-over-queries + cost_mask * BCE + cost_dice * Dice on shared random points."""
@@ -102,7 +108,8 @@ class SeemCriterion(SetCriterion):
                 empty = torch.empty(0, dtype=torch.int64)
                 indices.append((empty, empty))
                 continue
-            coords = torch.rand(1, matcher.num_points, 2, device=masks.device)
+            generator = generators[b] if generators else None
+            coords = torch.rand(1, matcher.num_points, 2, device=masks.device, generator=generator)
             pred = point_sample(masks[b].unsqueeze(0), coords)[0]
             tgt = point_sample(target_masks[b].float().unsqueeze(0).to(coords.device), coords)[0]
             column = logits[b][:, labels]  # [Q, N]: each target's prompt column

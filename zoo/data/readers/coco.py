@@ -115,7 +115,9 @@ class CocoInstances(ReaderDataset):
                     continue
             per_image.setdefault(image_id, []).append(entry)
         del data
-        self.image_ids = [i for i in sorted(images if self.keep_empty else per_image) if i not in broken]
+        # Training: images with some non-crowd target only (detectron2's filter_images_with_only_crowd_annotations).
+        trainable = [i for i in sorted(per_image) if not all(entry[3] for entry in per_image[i])]
+        self.image_ids = [i for i in (sorted(images) if self.keep_empty else trainable) if i not in broken]
         self.images = {i: images[i] for i in self.image_ids}
         self.annotations = {i: per_image.get(i, []) for i in self.image_ids}
         self.sample_tasks = ["panoptic"] * len(self.image_ids)
@@ -141,8 +143,6 @@ class CocoInstances(ReaderDataset):
             labels.append(category)
             boxes.append(xywh_to_xyxy(bbox) if bbox is not None else _mask_box(mask))
             crowds.append(crowd)
-        if all(crowds) and not self.keep_empty:
-            raise DataError(f"{where}: only crowd annotations, no target")
         labels_t = torch.tensor(labels, dtype=torch.long)
         return Sample(
             image=image,
@@ -227,7 +227,8 @@ class CocoPanoptic(ReaderDataset):
                     )
                     for s in require(ann, "segments_info", at)
                 ]
-                self.records.append((image_id, *images[image_id], require(ann, "file_name", at), segments))
+                if self.keep_empty or not all(crowd for _, _, crowd in segments):
+                    self.records.append((image_id, *images[image_id], require(ann, "file_name", at), segments))
             except DataError as error:
                 self.skip_record(at, str(error), len(annotations))
         del data
@@ -257,8 +258,6 @@ class CocoPanoptic(ReaderDataset):
             masks.append(mask)
             labels.append(category)
             crowds.append(crowd)
-        if all(crowds) and not self.keep_empty:
-            raise DataError(f"{where}: no segments besides crowd regions")
         labels_t = torch.tensor(labels, dtype=torch.long)
         return Sample(
             image=image,
