@@ -1,5 +1,6 @@
-"""Scaling switches: strategy recipes layer over every family, DDP keeps ranks identical and task-aligned, and
-per-part checkpointing / compilation leave the numbers unchanged."""
+"""Scaling switches: strategy recipes layer over every family, DDP keeps ranks identical and task-aligned and gives
+one process's losses and gradients on the same global batch, and per-part checkpointing / compilation leave the
+numbers unchanged."""
 
 from __future__ import annotations
 
@@ -52,22 +53,28 @@ def test_fsdp_recipe_builds_with_original_parameters_and_the_size_policy() -> No
     assert not policy(small, recurse=False, nonwrapped_numel=sum(p.numel() for p in small.parameters()))
 
 
-def test_ddp_on_two_cpu_processes_keeps_ranks_identical_and_task_aligned(tmp_path: Path) -> None:
-    """The real command line, 2 processes over gloo, Swin frozen as in PSALM's joint stage, 2 steps."""
-    probe = tmp_path / "probe"
+def fit_probed(out: Path, *args: str) -> list[dict]:
+    """`zoo fit` of tiny PSALM with the DDP recipe on CPU, 1 epoch, no validation; each rank's `RankProbe` record."""
+    probe = out / "probe"
     args = [
         "--config", str(TINY_RECIPE), "--config", str(ROOT / "recipes/_base/strategy_ddp.yaml"),
-        "--trainer.devices=2", f"--trainer.default_root_dir={tmp_path}", "--trainer.limit_train_batches=2",
-        "--trainer.max_epochs=1", "--trainer.limit_val_batches=0", "--trainer.logger=false",
-        "--trainer.enable_checkpointing=false", "--trainer.enable_progress_bar=false", "--data.batch_size=2",
-        "--data.train.init_args.num_images=16", "--model.trainable=[bridge.*,pixel_decoder.*,mask_decoder.*,head.*]",
-        "--trainer.callbacks+=tests.ddp_probe.RankProbe", f"--trainer.callbacks.out_dir={probe}",
+        f"--trainer.default_root_dir={out}", "--trainer.max_epochs=1", "--trainer.limit_val_batches=0",
+        "--trainer.logger=false", "--trainer.enable_checkpointing=false", "--trainer.enable_progress_bar=false",
+        "--trainer.callbacks+=tests.ddp_probe.RankProbe", f"--trainer.callbacks.out_dir={probe}", *args,
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, "-m", "zoo", "fit", *args], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=600)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
-    ranks = [json.loads((probe / f"rank{r}.json").read_text()) for r in (0, 1)]
+    return [json.loads(path.read_text()) for path in sorted(probe.glob("rank*.json"))]
+
+
+def test_ddp_on_two_cpu_processes_keeps_ranks_identical_and_task_aligned(tmp_path: Path) -> None:
+    """The real command line, 2 processes over gloo, Swin frozen as in PSALM's joint stage, 2 steps."""
+    ranks = fit_probed(
+        tmp_path, "--trainer.devices=2", "--trainer.limit_train_batches=2", "--data.batch_size=2",
+        "--data.train.init_args.num_images=16", "--model.trainable=[bridge.*,pixel_decoder.*,mask_decoder.*,head.*]",
+    )  # fmt: skip
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert ranks[0]["tasks"] == ranks[1]["tasks"] and len(ranks[0]["tasks"]) == 2
     assert ranks[0]["before"] == ranks[1]["before"]
@@ -77,6 +84,44 @@ def test_ddp_on_two_cpu_processes_keeps_ranks_identical_and_task_aligned(tmp_pat
     before, after = ranks[0]["before"], ranks[0]["after"]
     assert all(after[n] == before[n] for n in after if n not in trainable), "a frozen parameter moved"
     assert sum(after[n] != before[n] for n in trainable) > len(trainable) // 2, "training did not update weights"
+
+
+def test_two_cpu_processes_give_the_loss_and_gradients_of_one_process_on_the_same_global_batch(
+    tmp_path: Path,
+) -> None:
+    """2 DDP processes of 2 samples against 1 process of 4: every logged loss term and every gradient is the same.
+
+    The learning rate is 0, so each step sees the initial weights and is a first step; with one image and one
+    expression per image, the 4 global batches are one per task (panoptic, referring, interactive, caption), which
+    covers the softmax and sigmoid class terms, padded visual prompts and the LM's token mean. BatchNorm is held
+    on its running statistics (tests.ddp_probe.BatchNormOnRunningStats): SyncBatchNorm, which GPU recipes use, has
+    no CPU kernels, and per-rank batch statistics differ from the global batch's by design.
+    """
+    # Data seed 1 splits every global batch unevenly: the ranks hold 8 and 11 panoptic targets, visual prompts
+    # 6 + 5 and 5 + 3 (so padded to 6 and 5), and captions of 30 and 24 words.
+    common = (
+        "--trainer.limit_train_batches=4", "--data.train.init_args.num_images=4", "--data.train.init_args.seed=1",
+        "--data.train.init_args.max_expressions=1", "--data.train.init_args.max_prompts=8",
+        "--model.optimizer.init_args.lr=0",
+        "--trainer.callbacks+=tests.ddp_probe.BatchNormOnRunningStats",
+    )  # fmt: skip
+    (one,) = fit_probed(tmp_path / "one", "--trainer.devices=1", "--data.batch_size=4", *common)
+    two = fit_probed(tmp_path / "two", "--trainer.devices=2", "--data.batch_size=2", *common)
+    assert sorted(one["tasks"]) == ["caption", "interactive", "panoptic", "referring"]
+    assert [r["world_size"] for r in two] == [2, 2]
+    for rank in two:
+        assert rank["tasks"] == one["tasks"]
+        for step, (want, got) in enumerate(zip(one["losses"], rank["losses"], strict=True)):
+            assert got.keys() == want.keys() and "train/loss" in want
+            for key, value in want.items():
+                assert got[key] == pytest.approx(value, rel=1e-5), f"step {step} ({one['tasks'][step]}): {key}"
+    # DDP averages the ranks' gradients. A gradient that is zero in exact arithmetic (a bias ahead of a
+    # normalisation) is float noise of either run, hence the floor relative to the step's largest gradient.
+    for step, (want, got) in enumerate(zip(one["grads"], two[0]["grads"], strict=True)):
+        assert got.keys() == want.keys()
+        floor = 1e-6 * max(want.values())
+        for name, norm in want.items():
+            assert got[name] == pytest.approx(norm, rel=1e-5, abs=floor), f"step {step}: gradient of {name}"
 
 
 def tiny_module(*extra: str):
