@@ -10,6 +10,7 @@ import torch
 from tests.cli_helpers import checkpoint_callback, logged_losses, small
 from tests.conftest import ROOT
 from zoo.cli import ZooCLI
+from zoo.optim import WarmupCosine
 from zoo.stages import param_groups, set_trainable
 
 PSALM = ROOT / "recipes" / "psalm"
@@ -109,3 +110,12 @@ def test_lora_from_the_recipe_with_trainable_globs_on_the_adapters() -> None:
     assert {n for n in trainable if not n.startswith("bridge.lm.")} == {
         n for n, _ in cli.model.net.named_parameters() if n.startswith("mask_decoder.")
     }
+
+
+def test_warmup_cosine_follows_the_trainers_step_count() -> None:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    schedule = WarmupCosine(optimizer, warmup_ratio=0.1, min_ratio=0.2)
+    schedule.set_total_steps(110)  # 11 warm-up steps, then 99 of cosine
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(2.0 / 11)  # step 0 of the warm-up
+    # cos(pi * 49.5 / 99) = 0: halfway down from 1 to min_ratio.
+    assert [schedule._factor(s) for s in (10, 11, 60.5, 110)] == pytest.approx([1.0, 1.0, 0.6, 0.2])

@@ -37,7 +37,6 @@ METRIC_ORDER = (
     *("ciou", "giou", "n_acc", "t_acc", "noc85", "noc90", "miou_1click"),
 )
 RAW = ("loss", "noc")  # metrics printed as they are, not as percentages: losses and click counts
-COLUMNS = 6  # metric columns per row; a benchmark with more metrics continues on the next row
 
 
 def _ordered(names: list[str]) -> list[str]:
@@ -50,22 +49,28 @@ def _cell(name: str, value: float) -> str:
     return f"{value:.2f}" if name.startswith(RAW) else f"{100 * value:.1f}"
 
 
-def results_table(results: Mapping[str, Mapping[str, float]], title: str) -> Table:
+def results_table(results: Mapping[str, Mapping[str, float]], title: str, width: int = 120) -> Table:
     """Benchmark × metric, as the papers lay it out: per task a header row of metric names, then one row per
-    benchmark; percentages to one decimal (losses and NoC click counts as they are), '-' where undefined."""
+    benchmark; percentages to one decimal (losses and NoC click counts as they are), '-' where undefined.
+
+    As many metric columns as fit in `width` characters without folding a name; the rest continue below.
+    """
     by_task: dict[str, list[tuple[str, Mapping[str, float]]]] = {}
     for group, metrics in results.items():
         task, _, benchmark = group.partition("/")
         by_task.setdefault(task, []).append((benchmark, metrics))
     labels = [*by_task, *(f"  {b}" for rows in by_task.values() for b, _ in rows)]
+    label_width = max(map(len, labels), default=0)
+    cell_width = max((len(m) for ms in results.values() for m in ms), default=5)
+    columns = max(1, (width - label_width - 4) // (cell_width + 3))  # 3: a cell's padding and border
     table = Table(title=title, show_header=False)
-    table.add_column("benchmark", style="bold", no_wrap=True, min_width=max(map(len, labels), default=0))
-    for _ in range(COLUMNS):
-        table.add_column(justify="right", overflow="fold")
+    table.add_column("benchmark", style="bold", no_wrap=True, min_width=label_width)
+    for _ in range(columns):
+        table.add_column(justify="right", no_wrap=True, min_width=cell_width)
     for n, (task, rows) in enumerate(by_task.items()):
         names = _ordered(list({m for _, metrics in rows for m in metrics}))
-        for start in range(0, len(names), COLUMNS):
-            chunk = names[start : start + COLUMNS]
+        for start in range(0, len(names), columns):
+            chunk = names[start : start + columns]
             table.add_row(task if start == 0 else "", *chunk, style="bold cyan", end_section=False)
             for benchmark, metrics in rows:
                 cells = [_cell(m, metrics[m]) if m in metrics else "" for m in chunk]
@@ -130,4 +135,5 @@ class ResultsTable(L.Callback):
 
     def _print(self, stage: str) -> None:
         title = f"{stage} results, % (NoC in clicks; epoch {self.epoch}, step {self.step})"
-        Console().print(results_table(self.latest, title))
+        console = Console()
+        console.print(results_table(self.latest, title, console.width))
