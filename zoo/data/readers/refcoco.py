@@ -116,10 +116,15 @@ class _Referring(ReaderDataset):
             },
         )
 
-    def _check_refs(self, refs: Any, where: str) -> list:
+    def _choose(self, refs: Any, split: str) -> list[dict]:
+        """The refs of `split`; a file without any names the splits it does have."""
         if not isinstance(refs, list):
-            raise DataError(f"{where}: expected a list of refs, got {type(refs).__name__}")
-        return refs
+            raise DataError(f"{self.refs_file}: expected a list of refs, got {type(refs).__name__}")
+        chosen = [r for r in refs if isinstance(r, dict) and r.get("split") == split]
+        if not chosen:
+            splits = sorted({str(r.get("split")) for r in refs if isinstance(r, dict)})
+            raise DataError(f"{self.refs_file}: no refs in split '{split}'. Splits present: {', '.join(splits)}")
+        return chosen
 
     def _expand(self, ref_id: int, image_id: int, ann_ids: list[int], sentences: list, at: str, extra: dict) -> None:
         """One record per sentence (X-SAM's per-expression evaluation) or per ref (PSALM joins its sentences)."""
@@ -160,11 +165,7 @@ class RefCOCO(_Referring):
         super().__init__(transform, max_bad, seed)
         self.refs_file, self.image_root, self.per = Path(refs_file), Path(image_root), per
         self.benchmark = benchmark or f"{self.refs_file.resolve().parent.name}_{split}"
-        refs = self._check_refs(load_plain_pickle(self.refs_file), str(self.refs_file))
-        chosen = [r for r in refs if isinstance(r, dict) and r.get("split") == split]
-        if not chosen:
-            splits = sorted({str(r.get("split")) for r in refs if isinstance(r, dict)})
-            raise DataError(f"{self.refs_file}: no refs in split '{split}'. Splits present: {', '.join(splits)}")
+        chosen = self._choose(load_plain_pickle(self.refs_file), split)
         self._index_instances(Path(instances_file), {r.get("ann_id") for r in chosen})
         self.records: list[tuple] = []
         for k, ref in enumerate(chosen):
@@ -208,10 +209,7 @@ class GRefCOCO(_Referring):
         super().__init__(transform, max_bad, seed)
         self.refs_file, self.image_root, self.per = Path(refs_file), Path(image_root), per
         self.benchmark = benchmark or f"{self.refs_file.resolve().parent.name}_{split}"
-        refs = self._check_refs(load_json(self.refs_file), str(self.refs_file))
-        chosen = [r for r in refs if isinstance(r, dict) and r.get("split") == split]
-        if not chosen:
-            raise DataError(f"{self.refs_file}: no refs in split '{split}'")
+        chosen = self._choose(load_json(self.refs_file), split)
         wanted = {a for r in chosen for a in np.atleast_1d(r.get("ann_id", [])).tolist()}
         self._index_instances(Path(instances_file), wanted)
         self.records: list[tuple] = []
