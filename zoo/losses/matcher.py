@@ -67,17 +67,24 @@ class HungarianMatcher(nn.Module):
                 empty = torch.empty(0, dtype=torch.int64)
                 indices.append((empty, empty))
                 continue
-            # One set of uniform points per image, shared by all predictions and targets.
-            generator = generators[b] if generators else None
-            coords = torch.rand(1, self.num_points, 2, device=pred_masks.device, generator=generator)
-            pred = point_sample(pred_masks[b].float().unsqueeze(0), coords)[0]
-            tgt = point_sample(target_masks[b].float().unsqueeze(0).to(coords.device), coords)[0]
-            cost = self.cost_mask * pairwise_sigmoid_bce(pred, tgt)
-            cost = cost + self.cost_dice * pairwise_dice(pred, tgt)
+            cost = self.mask_cost(pred_masks[b], target_masks[b], generators[b] if generators else None)
             if scoring == "softmax":
                 probs = logits[b].float().softmax(-1)
                 cost = cost - self.cost_class * probs[:, labels.to(probs.device)]
-            cost = torch.nan_to_num(cost.cpu(), nan=0.0).clamp(-1e10, 1e10)
-            rows, cols = linear_sum_assignment(cost.numpy())
-            indices.append((torch.from_numpy(rows).long(), torch.from_numpy(cols).long()))
+            indices.append(self.assign(cost))
         return indices
+
+    def mask_cost(self, pred_masks: Tensor, target_masks: Tensor, generator: torch.Generator | None) -> Tensor:
+        """[Q, N] cost_mask * BCE + cost_dice * Dice of one image's mask logits [Q, h, w] against its targets
+        [N, H, W], on one set of uniform points shared by all predictions and targets."""
+        coords = torch.rand(1, self.num_points, 2, device=pred_masks.device, generator=generator)
+        pred = point_sample(pred_masks.float().unsqueeze(0), coords)[0]
+        tgt = point_sample(target_masks.float().unsqueeze(0).to(coords.device), coords)[0]
+        return self.cost_mask * pairwise_sigmoid_bce(pred, tgt) + self.cost_dice * pairwise_dice(pred, tgt)
+
+    @staticmethod
+    def assign(cost: Tensor) -> tuple[Tensor, Tensor]:
+        """The minimum-cost one-to-one assignment of a [Q, N] cost: (query indices, target indices), CPU int64."""
+        cost = torch.nan_to_num(cost.cpu(), nan=0.0).clamp(-1e10, 1e10)
+        rows, cols = linear_sum_assignment(cost.numpy())
+        return torch.from_numpy(rows).long(), torch.from_numpy(cols).long()

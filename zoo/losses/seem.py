@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from zoo.heads.class_heads import MASKED
 from zoo.losses.criterion import SetCriterion
-from zoo.losses.matcher import pairwise_dice, pairwise_sigmoid_bce
-from zoo.losses.points import point_sample
 from zoo.registry import register
 from zoo.types import Prediction, Scoring
 
@@ -108,21 +105,15 @@ class SeemCriterion(SetCriterion):
                 empty = torch.empty(0, dtype=torch.int64)
                 indices.append((empty, empty))
                 continue
-            generator = generators[b] if generators else None
-            coords = torch.rand(1, matcher.num_points, 2, device=masks.device, generator=generator)
-            pred = point_sample(masks[b].unsqueeze(0), coords)[0]
-            tgt = point_sample(target_masks[b].float().unsqueeze(0).to(coords.device), coords)[0]
             column = logits[b][:, labels]  # [Q, N]: each target's prompt column
-            cost = matcher.cost_mask * pairwise_sigmoid_bce(pred, tgt) + matcher.cost_dice * pairwise_dice(pred, tgt)
+            cost = matcher.mask_cost(masks[b], target_masks[b], generators[b] if generators else None)
             cost = cost - matcher.cost_class * column.softmax(0)
-            cost = cost.masked_fill(column <= MASKED / 2, FORBIDDEN)
-            cost = torch.nan_to_num(cost.cpu(), nan=0.0).clamp(-1e10, 1e10)
-            rows, cols = linear_sum_assignment(cost.numpy())
+            forbidden = column <= MASKED / 2
+            rows, cols = matcher.assign(cost.masked_fill(forbidden, FORBIDDEN))
             # A target its prompt's queries cannot all take (VGD: more instances of the category than queries per
             # prompt) stays unmatched rather than trained on another prompt's query.
-            allowed = cost.numpy()[rows, cols] < FORBIDDEN / 2
-            rows, cols = rows[allowed], cols[allowed]
-            indices.append((torch.from_numpy(rows).long(), torch.from_numpy(cols).long()))
+            allowed = ~forbidden.cpu()[rows, cols]
+            indices.append((rows[allowed], cols[allowed]))
         return indices
 
     def _query_ce(self, logits: Tensor, target_labels: list[Tensor], indices: list[tuple[Tensor, Tensor]]) -> Tensor:
