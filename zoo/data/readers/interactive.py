@@ -50,10 +50,18 @@ class _PromptReader(ReaderDataset):
             raise DataError(f"{where}: every visual prompt is empty")
         return available[int(np.random.default_rng([self.seed, index, k]).integers(len(available)))]
 
-    @staticmethod
-    def _check_prompt_type(prompt_type: str | None) -> None:
+    def _open(
+        self, annotation_file: str | Path, image_root: str | Path, prompt_type: str | None, benchmark: str | None
+    ) -> list:
+        """Check and keep the common arguments, and return the file's list of image records."""
         if prompt_type is not None and prompt_type not in KINDS:
             raise ValueError(f"Unknown prompt_type '{prompt_type}'. Candidates: {', '.join(KINDS)}.")
+        self.annotation_file, self.image_root, self.prompt_type = Path(annotation_file), Path(image_root), prompt_type
+        self.benchmark = benchmark or self.annotation_file.stem
+        records = load_json(self.annotation_file)
+        if not isinstance(records, list):
+            raise DataError(f"{self.annotation_file}: expected a list of image records, got {type(records).__name__}")
+        return records
 
 
 @register("dataset")
@@ -77,13 +85,8 @@ class CocoInteractive(_PromptReader):
         benchmark: str | None = None,
     ) -> None:
         super().__init__(transform, max_bad, seed)
-        self._check_prompt_type(prompt_type)
-        self.annotation_file, self.image_root, self.prompt_type = Path(annotation_file), Path(image_root), prompt_type
-        self.benchmark = benchmark or self.annotation_file.stem
+        records = self._open(annotation_file, image_root, prompt_type, benchmark)
         where = str(self.annotation_file)
-        records = load_json(self.annotation_file)
-        if not isinstance(records, list):
-            raise DataError(f"{where}: expected a list of image records, got {type(records).__name__}")
         self.records: list[tuple] = []
         for k, record in enumerate(records):
             at = f"{where}: record {k}"
@@ -153,13 +156,8 @@ class VisualGrounding(_PromptReader):
         benchmark: str | None = None,
     ) -> None:
         super().__init__(transform, max_bad, seed)
-        self._check_prompt_type(prompt_type)
-        self.annotation_file, self.image_root, self.prompt_type = Path(annotation_file), Path(image_root), prompt_type
-        self.benchmark = benchmark or self.annotation_file.stem
+        records = self._open(annotation_file, image_root, prompt_type, benchmark)
         where = str(self.annotation_file)
-        records = load_json(self.annotation_file)
-        if not isinstance(records, list):
-            raise DataError(f"{where}: expected a list of image records, got {type(records).__name__}")
         self.records: list[tuple] = []
         for k, record in enumerate(records):
             at = f"{where}: record {k} (image {record.get('image_id') if isinstance(record, dict) else '?'})"
