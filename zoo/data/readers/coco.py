@@ -57,6 +57,14 @@ def _images(data: dict, where: str) -> dict[int, tuple[str, int, int]]:
 
 
 @register("dataset")
+def _image_id(ann: dict, images: dict, at: str) -> int:
+    """An annotation's image id, checked against the file's `images` (a record for no image is a data error)."""
+    image_id = int(require(ann, "image_id", at))
+    if image_id not in images:
+        raise DataError(f"{at}: image id {image_id} is not in `images`")
+    return image_id
+
+
 class CocoInstances(ReaderDataset):
     """COCO instance annotations (`instances_*.json`) as generic-segmentation samples over all category names.
 
@@ -124,9 +132,7 @@ class CocoInstances(ReaderDataset):
 
     def _entry(self, ann: dict, images: dict, at: str) -> tuple[int, tuple]:
         """One annotation checked field by field: (image id, (category, segmentation, bbox, crowd, id))."""
-        image_id = int(require(ann, "image_id", at))
-        if image_id not in images:
-            raise DataError(f"{at}: image id {image_id} is not in `images`")
+        image_id = _image_id(ann, images, at)
         category = self.table.lookup(require(ann, "category_id", at), at)
         segmentation = compact_segmentation(require(ann, "segmentation", at), at)
         return image_id, (category, segmentation, ann.get("bbox"), bool(ann.get("iscrowd", 0)), ann.get("id"))
@@ -216,9 +222,7 @@ class CocoPanoptic(ReaderDataset):
         for k, ann in enumerate(annotations):
             at = f"{where}: annotations[{k}] (image {ann.get('image_id')})"
             try:
-                image_id = int(require(ann, "image_id", at))
-                if image_id not in images:
-                    raise DataError(f"{at}: image id {image_id} is not in `images`")
+                image_id = _image_id(ann, images, at)
                 segments = [
                     (
                         int(require(s, "id", at)),
