@@ -70,6 +70,46 @@ def test_matcher_recovers_a_permutation_across_resolutions(scoring: str) -> None
     assert q1.numel() == 0 and t1.numel() == 0 and q1.dtype == t1.dtype == torch.int64
 
 
+@pytest.mark.parametrize("sizes", [(64, 64, 64), (64, 64, 32)])
+def test_batched_matching_and_mask_losses_equal_per_image_draws(sizes: tuple[int, int, int]) -> None:
+    """The batch is matched and sampled in one go, yet image b's points still come from its own generator."""
+    torch.manual_seed(0)
+    targets = [torch.rand(3, sizes[0], sizes[0]) > 0.5, torch.zeros(0, sizes[1], sizes[1], dtype=torch.bool)]
+    targets.append(torch.rand(2, sizes[2], sizes[2]) > 0.5)
+    labels = [torch.tensor([2, 0, 1]), torch.zeros(0, dtype=torch.long), torch.tensor([1, 1])]
+    pred, logits = torch.randn(3, 6, 16, 16), torch.randn(3, 6, 4)
+    criterion = SetCriterion(num_points=NUM_POINTS)
+
+    def streams() -> list[torch.Generator]:
+        return [torch.Generator().manual_seed(10 + b) for b in range(3)]
+
+    indices = criterion.matcher(logits, pred, targets, labels, "softmax", streams())
+
+    reference, ref_gens = [], streams()
+    for b in (0, 2):
+        cost = criterion.matcher.mask_cost(pred[b], targets[b], ref_gens[b])
+        reference.append(criterion.matcher.assign(cost - 2.0 * logits[b].softmax(-1)[:, labels[b]]))
+    for (q, t), (rq, rt) in zip([indices[0], indices[2]], reference, strict=True):
+        assert torch.equal(q, rq) and torch.equal(t, rt)
+    assert indices[1][0].numel() == 0
+
+    num_masks = torch.tensor(5.0)
+    loss_mask, loss_dice = criterion._mask_losses(pred, targets, indices, num_masks, ref_gens)
+    bce, dice, loop_gens = 0.0, 0.0, streams()
+    for b in (0, 2):  # the reference loop: consume the matcher's draws, then sample each image alone
+        criterion.matcher.mask_cost(pred[b], targets[b], loop_gens[b])
+    for b in (0, 2):
+        q, t = indices[b]
+        mask = pred[b, q].unsqueeze(1)
+        coords = uncertainty_points(mask, NUM_POINTS, 3.0, 0.75, generator=loop_gens[b])
+        x, y = point_sample(mask, coords)[:, 0], point_sample(targets[b][t].float(), coords)
+        bce += F.binary_cross_entropy_with_logits(x, y, reduction="none").mean(1).sum()
+        p = x.sigmoid()
+        dice += (1 - (2 * (p * y).sum(-1) + 1) / (p.sum(-1) + y.sum(-1) + 1)).sum()
+    torch.testing.assert_close(loss_mask, bce / num_masks)
+    torch.testing.assert_close(loss_dice, dice / num_masks)
+
+
 def test_class_cost_changes_the_assignment_only_with_softmax() -> None:
     torch.manual_seed(0)
     targets = [block_masks(32, [(0, 8, 0, 4), (0, 8, 4, 8)])]  # left half, right half

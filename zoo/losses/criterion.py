@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from zoo.distributed import mean_over_ranks
 from zoo.heads.class_heads import MASKED
 from zoo.losses.matcher import HungarianMatcher
-from zoo.losses.points import point_sample, uncertainty_points
+from zoo.losses.points import most_uncertain, point_sample, point_sample_groups, uniform_draws
 from zoo.registry import register
 from zoo.types import Prediction, Scoring
 
@@ -155,23 +155,24 @@ class SetCriterion(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Point-sampled sigmoid BCE and Dice over matched pairs, each summed over masks / `num_masks`; image b's
         points come from `generators[b]` when given."""
-        if sum(len(q) for q, _ in indices) == 0:
+        live = [(b, query, target) for b, (query, target) in enumerate(indices) if len(query)]
+        if not live:
             # Exactly zero, but still connected to the graph so backward and DDP see every parameter.
             zero = masks.sum() * 0.0
             return zero, zero
-        point_logits, point_labels = [], []
-        for b, (query, target) in enumerate(indices):
-            if len(query) == 0:
-                continue
-            pred = masks[b, query.to(masks.device)].unsqueeze(1)
-            generator = generators[b] if generators else None
-            ratios = (self.oversample_ratio, self.importance_sample_ratio)
-            coords = uncertainty_points(pred, self.num_points, *ratios, generator=generator)
-            point_logits.append(point_sample(pred, coords)[:, 0])
-            with torch.no_grad():
-                tgt = target_masks[b][target.to(target_masks[b].device)].float().to(masks.device)
-                point_labels.append(point_sample(tgt, coords))
-        logits, labels = torch.cat(point_logits), torch.cat(point_labels)
+        # Each image draws its points from its own stream; selection and sampling then run once for the batch.
+        ratios = (self.oversample_ratio, self.importance_sample_ratio)
+        draws = [
+            uniform_draws(len(q), self.num_points, *ratios, masks.device, generators[b] if generators else None)
+            for b, q, _ in live
+        ]
+        pred = torch.cat([masks[b, q.to(masks.device)] for b, q, _ in live]).unsqueeze(1)
+        coords = most_uncertain(pred, *(torch.cat(d) for d in zip(*draws, strict=True)), self.num_points)
+        logits = point_sample(pred, coords)[:, 0]
+        with torch.no_grad():
+            targets = [target_masks[b][t.to(target_masks[b].device)].float().to(masks.device) for b, _, t in live]
+            starts = torch.tensor([0] + [len(q) for _, q, _ in live]).cumsum(0).tolist()
+            labels = point_sample_groups(targets, coords, starts)
         bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(1)
         probs = logits.sigmoid()
         dice = 1 - (2 * (probs * labels).sum(-1) + 1) / (probs.sum(-1) + labels.sum(-1) + 1)

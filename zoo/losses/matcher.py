@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
-from zoo.losses.points import point_sample
+from zoo.losses.points import point_sample, point_sample_groups
 from zoo.types import Scoring
 
 
@@ -60,18 +60,30 @@ class HungarianMatcher(nn.Module):
         """
         if scoring not in ("softmax", "sigmoid"):
             raise ValueError(f"scoring must be 'softmax' or 'sigmoid', got {scoring!r}")
-        indices = []
-        for b in range(logits.shape[0]):
-            labels = target_labels[b]
-            if labels.numel() == 0:
-                empty = torch.empty(0, dtype=torch.int64)
-                indices.append((empty, empty))
-                continue
-            cost = self.mask_cost(pred_masks[b], target_masks[b], generators[b] if generators else None)
+        empty = torch.empty(0, dtype=torch.int64)
+        indices = [(empty, empty)] * logits.shape[0]
+        live = [b for b in range(logits.shape[0]) if target_labels[b].numel()]
+        if not live:
+            return indices
+        # Each image draws its points from its own stream; both reads then run once for the batch.
+        device = pred_masks.device
+        coords = torch.cat(
+            [
+                torch.rand(1, self.num_points, 2, device=device, generator=generators[b] if generators else None)
+                for b in live
+            ]
+        )
+        pred = point_sample(pred_masks[live].float(), coords)  # [L, Q, P]
+        targets = [target_masks[b].float().to(device) for b in live]
+        sizes = [len(t) for t in targets]
+        starts = torch.tensor([0, *sizes]).cumsum(0).tolist()
+        tgt = point_sample_groups(targets, coords.repeat_interleave(torch.tensor(sizes, device=device), 0), starts)
+        for i, b in enumerate(live):
+            cost = self._cost(pred[i], tgt[starts[i] : starts[i + 1]])
             if scoring == "softmax":
                 probs = logits[b].float().softmax(-1)
-                cost = cost - self.cost_class * probs[:, labels.to(probs.device)]
-            indices.append(self.assign(cost))
+                cost = cost - self.cost_class * probs[:, target_labels[b].to(probs.device)]
+            indices[b] = self.assign(cost)
         return indices
 
     def mask_cost(self, pred_masks: Tensor, target_masks: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -80,6 +92,10 @@ class HungarianMatcher(nn.Module):
         coords = torch.rand(1, self.num_points, 2, device=pred_masks.device, generator=generator)
         pred = point_sample(pred_masks.float().unsqueeze(0), coords)[0]
         tgt = point_sample(target_masks.float().unsqueeze(0).to(coords.device), coords)[0]
+        return self._cost(pred, tgt)
+
+    def _cost(self, pred: Tensor, tgt: Tensor) -> Tensor:
+        """[Q, N] weighted BCE + Dice of point logits [Q, P] against point targets [N, P]."""
         return self.cost_mask * pairwise_sigmoid_bce(pred, tgt) + self.cost_dice * pairwise_dice(pred, tgt)
 
     @staticmethod

@@ -21,6 +21,14 @@ def point_sample(inputs: Tensor, coords: Tensor) -> Tensor:
     return out.squeeze(1) if squeeze else out
 
 
+def point_sample_groups(masks: list[Tensor], coords: Tensor, starts: list[int]) -> Tensor:
+    """Masks in groups of different resolution ([n_i, H_i, W_i], e.g. one per image) read at their rows
+    `starts[i]:starts[i+1]` of `coords` [sum n_i, P, 2]: one call when all groups share a resolution."""
+    if len({m.shape[-2:] for m in masks}) == 1:
+        return point_sample(torch.cat(masks), coords)
+    return torch.cat([point_sample(m, coords[a:b]) for m, a, b in zip(masks, starts[:-1], starts[1:], strict=True)])
+
+
 @torch.no_grad()
 def uncertainty_points(
     logits: Tensor,
@@ -36,16 +44,36 @@ def uncertainty_points(
     informative), and fill the rest uniformly so the whole mask keeps some supervision. Uniform draws come from
     `generator` (None: torch's global one).
     """
+    draws = uniform_draws(
+        logits.shape[0], num_points, oversample_ratio, importance_sample_ratio, logits.device, generator
+    )
+    return most_uncertain(logits, *draws, num_points)
+
+
+def uniform_draws(
+    n: int,
+    num_points: int,
+    oversample_ratio: float,
+    importance_sample_ratio: float,
+    device: torch.device,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """`uncertainty_points`' random part for n masks: candidates [n, ratio * P, 2] and uniform fill [n, R, 2].
+
+    Drawn apart from the selection so each image can draw from its own generator while one batched
+    `most_uncertain` call serves all images.
+    """
+    candidates = torch.rand(n, int(num_points * oversample_ratio), 2, device=device, generator=generator)
+    num_random = num_points - int(importance_sample_ratio * num_points)
+    return candidates, torch.rand(n, num_random, 2, device=device, generator=generator)
+
+
+@torch.no_grad()
+def most_uncertain(logits: Tensor, candidates: Tensor, fill: Tensor, num_points: int) -> Tensor:
+    """Per mask [N, (1,) H, W]: the P - R candidates of smallest |logit|, then the uniform `fill` [N, R, 2]."""
     if logits.dim() == 4:
         logits = logits.squeeze(1)
-    n = logits.shape[0]
-    num_candidates = int(num_points * oversample_ratio)
-    candidates = torch.rand(n, num_candidates, 2, device=logits.device, generator=generator)
     uncertainty = -point_sample(logits.float(), candidates).abs()
-    num_uncertain = int(importance_sample_ratio * num_points)
-    idx = uncertainty.topk(num_uncertain, dim=1).indices
+    idx = uncertainty.topk(num_points - fill.shape[1], dim=1).indices
     coords = candidates.gather(1, idx.unsqueeze(-1).expand(-1, -1, 2))
-    num_random = num_points - num_uncertain
-    if num_random > 0:
-        coords = torch.cat([coords, torch.rand(n, num_random, 2, device=logits.device, generator=generator)], dim=1)
-    return coords
+    return torch.cat([coords, fill], dim=1)
