@@ -179,6 +179,18 @@ def test_referring_expressions_denote_exactly_their_target(train: SyntheticSegme
     assert len(expressions) > 30, "expressions should vary"
 
 
+def test_cached_scenes_give_the_same_samples_and_never_share_their_arrays(train: SyntheticSegmentation) -> None:
+    cached = SyntheticSegmentation(num_images=24, image_size=SIZE, max_expressions=3, cache_scenes=True)
+    order = torch.randperm(len(cached), generator=torch.Generator().manual_seed(0)).tolist()
+    for index in order + order:  # first visits fill the cache, the second pass reads it
+        sample = cached[index]
+        assert_samples_equal(sample, train[index])
+        sample.image.zero_()  # a consumer writing into its sample must not alter the cached scene
+        sample.masks.zero_()
+    assert len(cached._scenes) == 24
+    assert all(assert_samples_equal(cached[i], train[i]) is None for i in order)
+
+
 def test_all_texts_use_the_vocabulary(samples: list[Sample]) -> None:
     texts = [s.instruction for s in samples] + [s.answer for s in samples]
     texts += [c for s in samples for c in s.conditions]

@@ -41,9 +41,10 @@ class SyntheticSegmentation(Dataset[Sample]):
     """Procedural shapes on textured stuff for panoptic, referring, interactive and caption samples.
 
     Each image yields one panoptic sample, `max_expressions` referring samples, one interactive sample and one
-    caption sample (those of `tasks`). Samples are generated in `__getitem__` from (seed, split, index), so
-    nothing is held in memory and any order or worker gives the same data; `sample_tasks` tells a sampler each
-    index's task without generating anything.
+    caption sample (those of `tasks`). Samples are generated in `__getitem__` from (seed, split, index), so by
+    default nothing is held in memory and any order or worker gives the same data; `sample_tasks` tells a sampler
+    each index's task without generating anything. `cache_scenes` keeps each scene once generated, for its
+    image's other samples and later epochs (about 150 KB per scene at 96 px: for small images and a CPU budget).
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class SyntheticSegmentation(Dataset[Sample]):
         tasks: Sequence[str] = GENERATED_TASKS,
         max_expressions: int = 2,
         max_prompts: int = 3,
+        cache_scenes: bool = False,
     ) -> None:
         if split not in ("train", "val"):
             raise ValueError(f"Unknown split '{split}'. Candidates: train, val.")
@@ -75,6 +77,7 @@ class SyntheticSegmentation(Dataset[Sample]):
         self.image_size = image_size
         self.max_expressions = max_expressions
         self.max_prompts = max_prompts
+        self._scenes: dict[int, Scene] | None = {} if cache_scenes else None
         self.categories = CATEGORIES
         # Train and val streams never share a scene: the split is folded into the generator seed.
         self.scene_seed = 2 * seed + (split == "val")
@@ -90,7 +93,7 @@ class SyntheticSegmentation(Dataset[Sample]):
             raise IndexError(f"Index {index} out of range for {len(self)} samples")
         image_id, slot = divmod(index, len(self._slots))
         task, j = self._slots[slot]
-        scene = make_scene(self.scene_seed, image_id, self.image_size)
+        scene = self._scene(image_id)
         # Converted in numpy: on small images it is an order of magnitude faster than torch's CPU kernels.
         image = torch.from_numpy(scene.image.transpose(2, 0, 1).astype(np.float32) / 255)
         meta = {"image_id": image_id, "split": self.split}
@@ -102,6 +105,14 @@ class SyntheticSegmentation(Dataset[Sample]):
         }[task]
         fields = build(scene, image_id, j, meta)
         return Sample(image=image, task=task, instruction=INSTRUCTIONS[task], meta=meta, **fields)
+
+    def _scene(self, image_id: int) -> Scene:
+        """The image's scene, from the cache when there is one (samples only read a scene's arrays)."""
+        if self._scenes is None:
+            return make_scene(self.scene_seed, image_id, self.image_size)
+        if image_id not in self._scenes:
+            self._scenes[image_id] = make_scene(self.scene_seed, image_id, self.image_size)
+        return self._scenes[image_id]
 
     def _panoptic(self, scene: Scene, image_id: int, j: int, meta: dict) -> dict:
         labels = torch.tensor([s.category_id for s in scene.segments], dtype=torch.long)
