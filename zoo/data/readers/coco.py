@@ -56,7 +56,6 @@ def _images(data: dict, where: str) -> dict[int, tuple[str, int, int]]:
     return images
 
 
-@register("dataset")
 def _image_id(ann: dict, images: dict, at: str) -> int:
     """An annotation's image id, checked against the file's `images` (a record for no image is a data error)."""
     image_id = int(require(ann, "image_id", at))
@@ -65,6 +64,7 @@ def _image_id(ann: dict, images: dict, at: str) -> int:
     return image_id
 
 
+@register("dataset")
 class CocoInstances(ReaderDataset):
     """COCO instance annotations (`instances_*.json`) as generic-segmentation samples over all category names.
 
