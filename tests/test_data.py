@@ -188,7 +188,8 @@ def test_cached_scenes_give_the_same_samples_and_never_share_their_arrays(train:
         sample.image.zero_()  # a consumer writing into its sample must not alter the cached scene
         sample.masks.zero_()
     assert len(cached._scenes) == 24
-    assert all(assert_samples_equal(cached[i], train[i]) is None for i in order)
+    for index in order:
+        assert_samples_equal(cached[index], train[index])
 
 
 def test_all_texts_use_the_vocabulary(samples: list[Sample]) -> None:

@@ -171,8 +171,7 @@ class SetCriterion(nn.Module):
         logits = point_sample(pred, coords)[:, 0]
         with torch.no_grad():
             targets = [target_masks[b][t.to(target_masks[b].device)].float().to(masks.device) for b, _, t in live]
-            starts = torch.tensor([0] + [len(q) for _, q, _ in live]).cumsum(0).tolist()
-            labels = point_sample_groups(targets, coords, starts)
+            labels = point_sample_groups(targets, coords)
         bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(1)
         probs = logits.sigmoid()
         dice = 1 - (2 * (probs * labels).sum(-1) + 1) / (probs.sum(-1) + labels.sum(-1) + 1)

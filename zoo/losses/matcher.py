@@ -76,10 +76,9 @@ class HungarianMatcher(nn.Module):
         pred = point_sample(pred_masks[live].float(), coords)  # [L, Q, P]
         targets = [target_masks[b].float().to(device) for b in live]
         sizes = [len(t) for t in targets]
-        starts = torch.tensor([0, *sizes]).cumsum(0).tolist()
-        tgt = point_sample_groups(targets, coords.repeat_interleave(torch.tensor(sizes, device=device), 0), starts)
-        for i, b in enumerate(live):
-            cost = self._cost(pred[i], tgt[starts[i] : starts[i + 1]])
+        tgt = point_sample_groups(targets, coords.repeat_interleave(torch.tensor(sizes, device=device), 0))
+        for i, (b, tgt_b) in enumerate(zip(live, tgt.split(sizes), strict=True)):
+            cost = self._cost(pred[i], tgt_b)
             if scoring == "softmax":
                 probs = logits[b].float().softmax(-1)
                 cost = cost - self.cost_class * probs[:, target_labels[b].to(probs.device)]

@@ -21,12 +21,13 @@ def point_sample(inputs: Tensor, coords: Tensor) -> Tensor:
     return out.squeeze(1) if squeeze else out
 
 
-def point_sample_groups(masks: list[Tensor], coords: Tensor, starts: list[int]) -> Tensor:
-    """Masks in groups of different resolution ([n_i, H_i, W_i], e.g. one per image) read at their rows
-    `starts[i]:starts[i+1]` of `coords` [sum n_i, P, 2]: one call when all groups share a resolution."""
+def point_sample_groups(masks: list[Tensor], coords: Tensor) -> Tensor:
+    """Groups of masks [n_i, H_i, W_i] (e.g. one per image) read at consecutive rows of `coords` [sum n_i, P, 2],
+    n_i rows each: one call when all groups share a resolution."""
     if len({m.shape[-2:] for m in masks}) == 1:
         return point_sample(torch.cat(masks), coords)
-    return torch.cat([point_sample(m, coords[a:b]) for m, a, b in zip(masks, starts[:-1], starts[1:], strict=True)])
+    rows = coords.split([len(m) for m in masks])
+    return torch.cat([point_sample(m, c) for m, c in zip(masks, rows, strict=True)])
 
 
 @torch.no_grad()
