@@ -99,6 +99,11 @@ def check_language_model() -> None:
     hidden, loss = lm(lm.embed(ids), torch.ones_like(ids), labels=ids)
     assert hidden.shape == (1, ids.shape[1], lm.hidden_size) and loss.ndim == 0
     assert lm.tokenizer.convert_tokens_to_ids("[SEG]") != lm.tokenizer.unk_token_id
+    # Memoised ids equal the tokenizer's, and a caller extending its list leaves the memo intact.
+    direct = lm.tokenizer("red circle", add_special_tokens=False)["input_ids"]
+    first = lm.token_ids("red circle")
+    first.append(0)
+    assert lm.token_ids("red circle") == direct
 
 
 def check_criterion() -> None:

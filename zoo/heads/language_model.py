@@ -13,6 +13,8 @@ from zoo.heads.tokenizers import load_tokenizer
 from zoo.registry import register
 from zoo.weights import MissingWeightsError
 
+MAX_MEMOISED_TEXTS = 65536  # a RefCOCO-size set of expressions; the memo restarts when full
+
 
 @dataclass
 class LMArch:
@@ -93,10 +95,20 @@ class CausalLM(nn.Module):
                 ),
             )
         self.hidden_size: int = self.model.config.hidden_size
+        self._ids: dict[str, tuple[int, ...]] = {}
 
     def token_ids(self, text: str) -> list[int]:
-        """Token ids of `text` without special tokens (spans are assembled by the bridge)."""
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        """Token ids of `text` without special tokens (spans are assembled by the bridge).
+
+        Memoised (up to `MAX_MEMOISED_TEXTS`): instructions and category names recur in every batch, and a
+        tokenizer call costs more than the embedding lookup it feeds.
+        """
+        ids = self._ids.get(text)
+        if ids is None:
+            if len(self._ids) >= MAX_MEMOISED_TEXTS:
+                self._ids.clear()
+            ids = self._ids[text] = tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return list(ids)
 
     def embed(self, ids: Tensor) -> Tensor:
         return self.model.get_input_embeddings()(ids)

@@ -12,17 +12,17 @@ from zoo.types import Scoring
 
 
 def pairwise_sigmoid_bce(inputs: Tensor, targets: Tensor) -> Tensor:
-    """Mean sigmoid BCE over points for every (prediction [Q, P], target [N, P]) pair: [Q, N]."""
+    """Mean sigmoid BCE over points for every (prediction [..., Q, P], target [..., N, P]) pair: [..., Q, N]."""
     pos = F.binary_cross_entropy_with_logits(inputs, torch.ones_like(inputs), reduction="none")
     neg = F.binary_cross_entropy_with_logits(inputs, torch.zeros_like(inputs), reduction="none")
-    return (pos @ targets.T + neg @ (1 - targets).T) / inputs.shape[1]
+    return (pos @ targets.mT + neg @ (1 - targets).mT) / inputs.shape[-1]
 
 
 def pairwise_dice(inputs: Tensor, targets: Tensor) -> Tensor:
-    """Dice loss of sigmoid(prediction [Q, P]) against every target [N, P]: [Q, N]."""
+    """Dice loss of sigmoid(prediction [..., Q, P]) against every target [..., N, P]: [..., Q, N]."""
     probs = inputs.sigmoid()
-    numerator = 2 * probs @ targets.T
-    denominator = probs.sum(-1)[:, None] + targets.sum(-1)[None, :]
+    numerator = 2 * probs @ targets.mT
+    denominator = probs.sum(-1)[..., :, None] + targets.sum(-1)[..., None, :]
     return 1 - (numerator + 1) / (denominator + 1)
 
 
@@ -77,12 +77,14 @@ class HungarianMatcher(nn.Module):
         targets = [target_masks[b].float().to(device) for b in live]
         sizes = [len(t) for t in targets]
         tgt = point_sample_groups(targets, coords.repeat_interleave(torch.tensor(sizes, device=device), 0))
-        for i, (b, tgt_b) in enumerate(zip(live, tgt.split(sizes), strict=True)):
-            cost = self._cost(pred[i], tgt_b)
-            if scoring == "softmax":
-                probs = logits[b].float().softmax(-1)
-                cost = cost - self.cost_class * probs[:, target_labels[b].to(probs.device)]
-            indices[b] = self.assign(cost)
+        # Targets padded to the largest count: one batched product gives every image's [Q, N_b] block.
+        cost = self._cost(pred, nn.utils.rnn.pad_sequence(list(tgt.split(sizes)), batch_first=True))
+        if scoring == "softmax":
+            labels = nn.utils.rnn.pad_sequence([target_labels[b].to(device) for b in live], batch_first=True)
+            probs = logits[live].float().softmax(-1)  # [L, Q, K']
+            cost = cost - self.cost_class * probs.gather(2, labels[:, None, :].expand(-1, probs.shape[1], -1))
+        for b, n, block in zip(live, sizes, cost.cpu(), strict=True):
+            indices[b] = self.assign(block[:, :n])
         return indices
 
     def mask_cost(self, pred_masks: Tensor, target_masks: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -94,7 +96,7 @@ class HungarianMatcher(nn.Module):
         return self._cost(pred, tgt)
 
     def _cost(self, pred: Tensor, tgt: Tensor) -> Tensor:
-        """[Q, N] weighted BCE + Dice of point logits [Q, P] against point targets [N, P]."""
+        """[..., Q, N] weighted BCE + Dice of point logits [..., Q, P] against point targets [..., N, P]."""
         return self.cost_mask * pairwise_sigmoid_bce(pred, tgt) + self.cost_dice * pairwise_dice(pred, tgt)
 
     @staticmethod
