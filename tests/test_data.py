@@ -75,6 +75,31 @@ def test_samples_are_deterministic_in_any_order(train: SyntheticSegmentation, sa
     assert fresh.sample_tasks == [s.task for s in samples]
 
 
+def test_later_rounds_redraw_referring_and_prompts_on_the_same_scenes(
+    train: SyntheticSegmentation, samples: list[Sample]
+) -> None:
+    rounds = SyntheticSegmentation(num_images=24, image_size=SIZE, max_expressions=3, rounds=3)
+    n = len(train)
+    assert len(rounds) == 3 * n and rounds.sample_tasks == train.sample_tasks * 3
+    changed: Counter[str] = Counter()
+    for i in range(n):
+        assert_samples_equal(rounds[i], samples[i])  # round 0 is the dataset without rounds
+        later = [rounds[r * n + i] for r in (1, 2)]
+        for sample in later:
+            assert torch.equal(sample.image, samples[i].image)
+            assert sample.meta["image_id"] == samples[i].meta["image_id"]
+            if sample.task in ("panoptic", "caption"):
+                assert_samples_equal(sample, samples[i])
+            elif sample.task == "referring":
+                changed["referring"] += sample.conditions != samples[i].conditions
+            else:
+                changed["interactive"] += not torch.equal(sample.prompts, samples[i].prompts)
+        assert_samples_equal(rounds[n + i], later[0])  # still a pure function of the index
+    # Fresh draws, not copies: over the two later rounds, most referring and interactive samples differ.
+    referring, interactive = (sum(t == task for t in train.sample_tasks) for task in ("referring", "interactive"))
+    assert changed["referring"] > referring and changed["interactive"] > interactive
+
+
 def test_train_and_val_use_different_scenes(train: SyntheticSegmentation) -> None:
     val = SyntheticSegmentation(split="val", num_images=24, image_size=SIZE, max_expressions=3)
     train_images = {train[i].image.numpy().tobytes() for i in range(0, len(train), 6)}

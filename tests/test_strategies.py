@@ -91,18 +91,18 @@ def test_two_cpu_processes_give_the_loss_and_gradients_of_one_process_on_the_sam
 ) -> None:
     """2 DDP processes of 2 samples against 1 process of 4: every logged loss term and every gradient is the same.
 
-    The learning rate is 0, so each step sees the initial weights and is a first step; with one image and one
-    expression per image, the 4 global batches are one per task (panoptic, referring, interactive, caption), which
-    covers the softmax and sigmoid class terms, padded visual prompts and the LM's token mean. BatchNorm is held
-    on its running statistics (tests.ddp_probe.BatchNormOnRunningStats): SyncBatchNorm, which GPU recipes use, has
-    no CPU kernels, and per-rank batch statistics differ from the global batch's by design.
+    The learning rate is 0, so each step sees the initial weights and is a first step; with one image, one
+    expression per image and one round, the 4 global batches are one per task (panoptic, referring, interactive,
+    caption), which covers the softmax and sigmoid class terms, padded visual prompts and the LM's token mean.
+    BatchNorm is held on its running statistics (tests.ddp_probe.BatchNormOnRunningStats): SyncBatchNorm, which GPU
+    recipes use, has no CPU kernels, and per-rank batch statistics differ from the global batch's by design.
     """
     # Data seed 1 splits every global batch unevenly: the ranks hold 8 and 11 panoptic targets, visual prompts
     # 6 + 5 and 5 + 3 (so padded to 6 and 5), and captions of 30 and 24 words.
     common = (
         "--trainer.limit_train_batches=4", "--data.train.init_args.num_images=4", "--data.train.init_args.seed=1",
         "--data.train.init_args.max_expressions=1", "--data.train.init_args.max_prompts=8",
-        "--model.optimizer.init_args.lr=0",
+        "--data.train.init_args.rounds=1", "--model.optimizer.init_args.lr=0",
         "--trainer.callbacks+=tests.ddp_probe.BatchNormOnRunningStats",
     )  # fmt: skip
     (one,) = fit_probed(tmp_path / "one", "--trainer.devices=1", "--data.batch_size=4", *common)

@@ -41,10 +41,13 @@ class SyntheticSegmentation(Dataset[Sample]):
     """Procedural shapes on textured stuff for panoptic, referring, interactive and caption samples.
 
     Each image yields one panoptic sample, `max_expressions` referring samples, one interactive sample and one
-    caption sample (those of `tasks`). Samples are generated in `__getitem__` from (seed, split, index), so by
-    default nothing is held in memory and any order or worker gives the same data; `sample_tasks` tells a sampler
-    each index's task without generating anything. `cache_scenes` keeps each scene once generated, for its
-    image's other samples and later epochs (about 150 KB per scene at 96 px: for small images and a CPU budget).
+    caption sample (those of `tasks`), `rounds` times: each round after the first draws fresh referring
+    (object, expression) pairs and visual prompts for the same scenes, where another epoch would repeat them.
+    Samples are generated in `__getitem__` from (seed, split, index), so by default nothing is held in memory
+    and any order or worker gives the same data; `sample_tasks` tells a sampler each index's task without
+    generating anything. `cache_scenes` keeps each scene (and its referring expressions) once generated, for
+    its image's other samples and later rounds and epochs (about 150 KB per scene at 96 px: for small images
+    and a CPU budget).
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class SyntheticSegmentation(Dataset[Sample]):
         max_expressions: int = 2,
         max_prompts: int = 3,
         cache_scenes: bool = False,
+        rounds: int = 1,
     ) -> None:
         if split not in ("train", "val"):
             raise ValueError(f"Unknown split '{split}'. Candidates: train, val.")
@@ -66,6 +70,7 @@ class SyntheticSegmentation(Dataset[Sample]):
             ("max_expressions", max_expressions, 1),
             ("max_prompts", max_prompts, 1),
             ("seed", seed, 0),
+            ("rounds", rounds, 1),
         ):
             if value < least:
                 raise ValueError(f"SyntheticSegmentation {name} must be at least {least}, got {value}")
@@ -78,12 +83,13 @@ class SyntheticSegmentation(Dataset[Sample]):
         self.max_expressions = max_expressions
         self.max_prompts = max_prompts
         self._scenes: dict[int, Scene] | None = {} if cache_scenes else None
+        self._expressions: dict[int, list[list[str]]] = {}  # filled only alongside `_scenes`
         self.categories = CATEGORIES
         # Train and val streams never share a scene: the split is folded into the generator seed.
         self.scene_seed = 2 * seed + (split == "val")
         counts = {"panoptic": 1, "referring": max_expressions, "interactive": 1, "caption": 1}
         self._slots = [(task, j) for task in GENERATED_TASKS if task in tasks for j in range(counts[task])]
-        self.sample_tasks = [task for _ in range(num_images) for task, _ in self._slots]
+        self.sample_tasks = [task for _ in range(num_images * rounds) for task, _ in self._slots]
 
     def __len__(self) -> int:
         return len(self.sample_tasks)
@@ -91,7 +97,8 @@ class SyntheticSegmentation(Dataset[Sample]):
     def __getitem__(self, index: int) -> Sample:
         if not 0 <= index < len(self):
             raise IndexError(f"Index {index} out of range for {len(self)} samples")
-        image_id, slot = divmod(index, len(self._slots))
+        round_, rest = divmod(index, self.num_images * len(self._slots))
+        image_id, slot = divmod(rest, len(self._slots))
         task, j = self._slots[slot]
         scene = self._scene(image_id)
         # Converted in numpy: on small images it is an order of magnitude faster than torch's CPU kernels.
@@ -103,7 +110,7 @@ class SyntheticSegmentation(Dataset[Sample]):
             "interactive": self._interactive,
             "caption": self._caption,
         }[task]
-        fields = build(scene, image_id, j, meta)
+        fields = build(scene, image_id, j, meta, round_)
         return Sample(image=image, task=task, instruction=INSTRUCTIONS[task], meta=meta, **fields)
 
     def _scene(self, image_id: int) -> Scene:
@@ -114,7 +121,19 @@ class SyntheticSegmentation(Dataset[Sample]):
             self._scenes[image_id] = make_scene(self.scene_seed, image_id, self.image_size)
         return self._scenes[image_id]
 
-    def _panoptic(self, scene: Scene, image_id: int, j: int, meta: dict) -> dict:
+    def _referring_expressions(self, scene: Scene, image_id: int) -> list[list[str]]:
+        """Every object's expressions, kept with a cached scene (its referring samples share them; read only)."""
+        if self._scenes is None:
+            return referring_expressions(scene.objects, self.image_size)
+        if image_id not in self._expressions:
+            self._expressions[image_id] = referring_expressions(scene.objects, self.image_size)
+        return self._expressions[image_id]
+
+    def _rng(self, image_id: int, stream: int, round_: int) -> np.random.Generator:
+        """The draws of one image's task stream; round 0 keeps the key it has always had."""
+        return np.random.default_rng([self.scene_seed, image_id, stream, *([round_] if round_ else [])])
+
+    def _panoptic(self, scene: Scene, image_id: int, j: int, meta: dict, round_: int) -> dict:
         labels = torch.tensor([s.category_id for s in scene.segments], dtype=torch.long)
         meta.update(category_ids=labels, isthing=torch.tensor([s.isthing for s in scene.segments]))
         return {
@@ -123,9 +142,9 @@ class SyntheticSegmentation(Dataset[Sample]):
             "labels": labels,
         }
 
-    def _referring(self, scene: Scene, image_id: int, j: int, meta: dict) -> dict:
-        rng = np.random.default_rng([self.scene_seed, image_id, _REFERRING_STREAM])
-        expressions = referring_expressions(scene.objects, self.image_size)
+    def _referring(self, scene: Scene, image_id: int, j: int, meta: dict, round_: int) -> dict:
+        rng = self._rng(image_id, _REFERRING_STREAM, round_)
+        expressions = self._referring_expressions(scene, image_id)
         obj, expression = referring_choices(expressions, self.max_expressions, rng)[j]
         target = scene.objects[obj]
         meta.update(
@@ -140,8 +159,8 @@ class SyntheticSegmentation(Dataset[Sample]):
             "labels": torch.zeros(1, dtype=torch.long),
         }
 
-    def _interactive(self, scene: Scene, image_id: int, j: int, meta: dict) -> dict:
-        rng = np.random.default_rng([self.scene_seed, image_id, _INTERACTIVE_STREAM])
+    def _interactive(self, scene: Scene, image_id: int, j: int, meta: dict, round_: int) -> dict:
+        rng = self._rng(image_id, _INTERACTIVE_STREAM, round_)
         count = min(self.max_prompts, len(scene.segments))
         targets = [scene.segments[int(i)] for i in rng.choice(len(scene.segments), count, replace=False)]
         kinds = [PROMPT_TYPES[int(i)] for i in rng.integers(len(PROMPT_TYPES), size=count)]
@@ -158,6 +177,6 @@ class SyntheticSegmentation(Dataset[Sample]):
             "prompt_types": kinds,
         }
 
-    def _caption(self, scene: Scene, image_id: int, j: int, meta: dict) -> dict:
+    def _caption(self, scene: Scene, image_id: int, j: int, meta: dict, round_: int) -> dict:
         meta.update(category_ids=torch.zeros(0, dtype=torch.long), isthing=torch.zeros(0, dtype=torch.bool))
         return {"answer": caption(scene)}
