@@ -98,6 +98,8 @@ def test_later_rounds_redraw_referring_and_prompts_on_the_same_scenes(
     # Fresh draws, not copies: over the two later rounds, most referring and interactive samples differ.
     referring, interactive = (sum(t == task for t in train.sample_tasks) for task in ("referring", "interactive"))
     assert changed["referring"] > referring and changed["interactive"] > interactive
+    with pytest.raises(ValueError, match="val split would evaluate every image 2 times"):
+        SyntheticSegmentation(split="val", num_images=2, rounds=2)
 
 
 def test_train_and_val_use_different_scenes(train: SyntheticSegmentation) -> None:

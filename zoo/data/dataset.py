@@ -74,6 +74,8 @@ class SyntheticSegmentation(Dataset[Sample]):
         ):
             if value < least:
                 raise ValueError(f"SyntheticSegmentation {name} must be at least {least}, got {value}")
+        if split == "val" and rounds > 1:
+            raise ValueError(f"rounds={rounds} on the val split would evaluate every image {rounds} times; use 1")
         unknown = [t for t in tasks if t not in GENERATED_TASKS]
         if unknown or not tasks:
             raise ValueError(f"Unknown or no tasks {unknown}. Candidates: {', '.join(GENERATED_TASKS)}.")
