@@ -27,13 +27,39 @@ def _load_corner(value_ptr, yi, xi, height, width, start, row_stride, d, dmask, 
 
 
 @triton.jit
-def _pixel(loc_ptr, sample, qmask, width, height):
-    """Pixel coordinates of the sampling points, clamped where every neighbour is outside anyway (no overflow)."""
+def _block(num_keys, num_queries, HEADS: tl.constexpr, DIM: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_D: tl.constexpr):
+    """This program's query rows (indexing the [B, Q, H] query-head grid), channels, and its (batch, head) offset
+    into [B, S, H, D] value-shaped tensors."""
+    pid_bh = tl.program_id(1)
+    b = (pid_bh // HEADS).to(tl.int64)
+    h = pid_bh % HEADS
+    q = tl.program_id(0) * BLOCK_Q + tl.arange(0, BLOCK_Q)
+    d = tl.arange(0, BLOCK_D)
+    row = (b * num_queries + q) * HEADS + h
+    return row, q < num_queries, d, d < DIM, b * num_keys * HEADS * DIM + h * DIM
+
+
+@triton.jit
+def _level(shapes_ptr, starts_ptr, level):
+    """Height, width and first key index of one level."""
+    return tl.load(shapes_ptr + 2 * level), tl.load(shapes_ptr + 2 * level + 1), tl.load(starts_ptr + level)
+
+
+@triton.jit
+def _bilinear(loc_ptr, sample, qmask, width, height):
+    """Top-left neighbour (xi, yi) of each sampling point and its bilinear fractions (lx, ly) and (1 - lx, 1 - ly).
+
+    Pixel coordinates are clamped where every neighbour is outside anyway, so the integer cast cannot overflow.
+    """
     x = tl.load(loc_ptr + 2 * sample, mask=qmask, other=0.0).to(tl.float32) * width - 0.5
     y = tl.load(loc_ptr + 2 * sample + 1, mask=qmask, other=0.0).to(tl.float32) * height - 0.5
     x = tl.minimum(tl.maximum(x, -2.0), width + 1.0)
     y = tl.minimum(tl.maximum(y, -2.0), height + 1.0)
-    return x, y
+    x0 = tl.floor(x)
+    y0 = tl.floor(y)
+    lx = x - x0
+    ly = y - y0
+    return x0.to(tl.int32), y0.to(tl.int32), lx, ly, 1.0 - lx, 1.0 - ly
 
 
 @triton.jit
@@ -53,33 +79,15 @@ def _forward_kernel(
     BLOCK_Q: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    pid_q = tl.program_id(0)
-    pid_bh = tl.program_id(1)
-    b = (pid_bh // HEADS).to(tl.int64)
-    h = pid_bh % HEADS
-    q = pid_q * BLOCK_Q + tl.arange(0, BLOCK_Q)
-    qmask = q < num_queries
-    d = tl.arange(0, BLOCK_D)
-    dmask = d < DIM
-    row = (b * num_queries + q) * HEADS + h  # index into [B, Q, H]
-    value_base = value_ptr + b * num_keys * HEADS * DIM + h * DIM
+    row, qmask, d, dmask, head = _block(num_keys, num_queries, HEADS, DIM, BLOCK_Q, BLOCK_D)
+    value_base = value_ptr + head
     acc = tl.zeros([BLOCK_Q, BLOCK_D], dtype=tl.float32)
     for level in tl.static_range(LEVELS):
-        height = tl.load(shapes_ptr + 2 * level)
-        width = tl.load(shapes_ptr + 2 * level + 1)
-        start = tl.load(starts_ptr + level)
+        height, width, start = _level(shapes_ptr, starts_ptr, level)
         for point in tl.static_range(POINTS):
             sample = row * (LEVELS * POINTS) + level * POINTS + point
             weight = tl.load(attn_ptr + sample, mask=qmask, other=0.0).to(tl.float32)
-            x, y = _pixel(loc_ptr, sample, qmask, width, height)
-            x0 = tl.floor(x)
-            y0 = tl.floor(y)
-            lx = x - x0
-            ly = y - y0
-            hx = 1.0 - lx
-            hy = 1.0 - ly
-            xi = x0.to(tl.int32)
-            yi = y0.to(tl.int32)
+            xi, yi, lx, ly, hx, hy = _bilinear(loc_ptr, sample, qmask, width, height)
             v00, _, _ = _load_corner(value_base, yi, xi, height, width, start, HEADS * DIM, d, dmask, qmask)
             v01, _, _ = _load_corner(value_base, yi, xi + 1, height, width, start, HEADS * DIM, d, dmask, qmask)
             v10, _, _ = _load_corner(value_base, yi + 1, xi, height, width, start, HEADS * DIM, d, dmask, qmask)
@@ -111,35 +119,17 @@ def _backward_kernel(
     BLOCK_Q: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    pid_q = tl.program_id(0)
-    pid_bh = tl.program_id(1)
-    b = (pid_bh // HEADS).to(tl.int64)
-    h = pid_bh % HEADS
-    q = pid_q * BLOCK_Q + tl.arange(0, BLOCK_Q)
-    qmask = q < num_queries
-    d = tl.arange(0, BLOCK_D)
-    dmask = d < DIM
+    row, qmask, d, dmask, head = _block(num_keys, num_queries, HEADS, DIM, BLOCK_Q, BLOCK_D)
     tile_mask = qmask[:, None] & dmask[None, :]
-    row = (b * num_queries + q) * HEADS + h
-    value_base = value_ptr + b * num_keys * HEADS * DIM + h * DIM
-    grad_value_base = grad_value_ptr + b * num_keys * HEADS * DIM + h * DIM
+    value_base = value_ptr + head
+    grad_value_base = grad_value_ptr + head
     grad_out = tl.load(grad_out_ptr + row[:, None] * DIM + d[None, :], mask=tile_mask, other=0.0).to(tl.float32)
     for level in tl.static_range(LEVELS):
-        height = tl.load(shapes_ptr + 2 * level)
-        width = tl.load(shapes_ptr + 2 * level + 1)
-        start = tl.load(starts_ptr + level)
+        height, width, start = _level(shapes_ptr, starts_ptr, level)
         for point in tl.static_range(POINTS):
             sample = row * (LEVELS * POINTS) + level * POINTS + point
             weight = tl.load(attn_ptr + sample, mask=qmask, other=0.0).to(tl.float32)
-            x, y = _pixel(loc_ptr, sample, qmask, width, height)
-            x0 = tl.floor(x)
-            y0 = tl.floor(y)
-            lx = x - x0
-            ly = y - y0
-            hx = 1.0 - lx
-            hy = 1.0 - ly
-            xi = x0.to(tl.int32)
-            yi = y0.to(tl.int32)
+            xi, yi, lx, ly, hx, hy = _bilinear(loc_ptr, sample, qmask, width, height)
             stride = HEADS * DIM
             v00, m00, o00 = _load_corner(value_base, yi, xi, height, width, start, stride, d, dmask, qmask)
             v01, m01, o01 = _load_corner(value_base, yi, xi + 1, height, width, start, stride, d, dmask, qmask)
