@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.loss_helpers import per_image_mask_cost
 from zoo.losses import HungarianMatcher, SetCriterion, point_sample, uncertainty_points
 from zoo.registry import components, describe
 from zoo.types import Prediction
@@ -87,7 +88,7 @@ def test_batched_matching_and_mask_losses_equal_per_image_draws(sizes: tuple[int
 
     reference, ref_gens = [], streams()
     for b in (0, 2):
-        cost = criterion.matcher.mask_cost(pred[b], targets[b], ref_gens[b])
+        cost = per_image_mask_cost(pred[b], targets[b], NUM_POINTS, ref_gens[b])
         reference.append(criterion.matcher.assign(cost - 2.0 * logits[b].softmax(-1)[:, labels[b]]))
     for (q, t), (rq, rt) in zip([indices[0], indices[2]], reference, strict=True):
         assert torch.equal(q, rq) and torch.equal(t, rt)
@@ -97,7 +98,7 @@ def test_batched_matching_and_mask_losses_equal_per_image_draws(sizes: tuple[int
     loss_mask, loss_dice = criterion._mask_losses(pred, targets, indices, num_masks, ref_gens)
     bce, dice, loop_gens = 0.0, 0.0, streams()
     for b in (0, 2):  # the reference loop: consume the matcher's draws, then sample each image alone
-        criterion.matcher.mask_cost(pred[b], targets[b], loop_gens[b])
+        torch.rand(1, NUM_POINTS, 2, generator=loop_gens[b])
     for b in (0, 2):
         q, t = indices[b]
         mask = pred[b, q].unsqueeze(1)

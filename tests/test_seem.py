@@ -11,6 +11,7 @@ import pytest
 import torch
 from timm.models import davit, focalnet
 
+from tests.loss_helpers import per_image_mask_cost
 from zoo.data import SyntheticSegmentation
 from zoo.data.schema import collate
 from zoo.decoders import AttentionGraph, SeemDecoder, TransformerEncoderPixelDecoder
@@ -19,7 +20,7 @@ from zoo.encoders import DaViTEncoder, FocalNetEncoder
 from zoo.heads import TextArch, TextEncoder, TextPrompts, TextSimilarityHead
 from zoo.heads.class_heads import MASKED
 from zoo.interaction import MultiRoundTraining, prompt_masks, prompt_targets, segment_by_example
-from zoo.losses import SeemCriterion, SetCriterion
+from zoo.losses import HungarianMatcher, SeemCriterion, SetCriterion
 from zoo.metrics.clicks import next_click
 from zoo.model import SegmentationModel
 from zoo.types import TASK_SCORING, BridgeOutput, FeatureSpec, PixelFeatures, Prediction, PromptInputs
@@ -241,6 +242,34 @@ def test_prompt_matching_stays_within_a_prompts_queries() -> None:
     losses = criterion([Prediction(logits, masks)], [target], [torch.tensor([1])], "sigmoid")
     expected_ce = -torch.log_softmax(logits[0, :, 1], 0)[2]
     torch.testing.assert_close(losses["loss_class"], 0.4 * expected_ce)
+
+
+def test_batched_prompt_matching_equals_matching_each_image_alone() -> None:
+    """One batched cost for the batch gives each image the assignment its own cost would, forbidden pairs included:
+    a target whose prompt has fewer queries than instances is left unmatched, never given another prompt's query."""
+    torch.manual_seed(0)
+    queries, prompts = 6, 3
+    owner = torch.arange(queries) % prompts  # query q serves prompt q % 3: two queries per prompt
+    logits = torch.randn(3, queries, prompts).masked_fill(owner[:, None] != torch.arange(prompts), MASKED)
+    masks = torch.randn(3, queries, 16, 16)
+    targets = [torch.rand(4, 32, 32) > 0.5, torch.zeros(0, 16, 16, dtype=torch.bool), torch.rand(2, 16, 16) > 0.5]
+    labels = [torch.tensor([0, 0, 0, 2]), torch.zeros(0, dtype=torch.long), torch.tensor([1, 2])]
+
+    def streams() -> list[torch.Generator]:
+        return [torch.Generator().manual_seed(7 + b) for b in range(3)]
+
+    criterion = SeemCriterion(num_points=256)
+    indices = criterion.match(logits, masks, targets, labels, streams())
+    gens = streams()
+    for b in (0, 2):
+        column = logits[b][:, labels[b]]
+        cost = per_image_mask_cost(masks[b], targets[b], 256, gens[b]) - 2.0 * column.softmax(0)
+        rows, cols = HungarianMatcher.assign(cost.masked_fill(column <= MASKED / 2, 1e8))
+        allowed = owner[rows] == labels[b][cols]
+        assert torch.equal(indices[b][0], rows[allowed]) and torch.equal(indices[b][1], cols[allowed])
+        assert torch.equal(owner[indices[b][0]], labels[b][indices[b][1]])
+    assert len(indices[0][0]) == 3  # prompt 0 has two queries for its three instances; prompt 2 one for one
+    assert indices[1][0].numel() == 0
 
 
 def test_panoptic_terms_are_the_set_criterion() -> None:

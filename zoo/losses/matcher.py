@@ -26,6 +26,13 @@ def pairwise_dice(inputs: Tensor, targets: Tensor) -> Tensor:
     return 1 - (numerator + 1) / (denominator + 1)
 
 
+def target_columns(scores: Tensor, target_labels: list[Tensor], live: list[int]) -> Tensor:
+    """[L, Q, N_max]: for each image in `live` (scores [L, Q, K]), the score column of each of its targets' labels,
+    targets padded to the largest count as `HungarianMatcher.mask_costs` pads them."""
+    labels = nn.utils.rnn.pad_sequence([target_labels[b].to(scores.device) for b in live], batch_first=True)
+    return scores.gather(2, labels[:, None, :].expand(-1, scores.shape[1], -1))
+
+
 class HungarianMatcher(nn.Module):
     """One-to-one assignment of queries to targets minimising a mask (+ class) cost, per image.
 
@@ -60,12 +67,32 @@ class HungarianMatcher(nn.Module):
         """
         if scoring not in ("softmax", "sigmoid"):
             raise ValueError(f"scoring must be 'softmax' or 'sigmoid', got {scoring!r}")
-        empty = torch.empty(0, dtype=torch.int64)
-        indices = [(empty, empty)] * logits.shape[0]
-        live = [b for b in range(logits.shape[0]) if target_labels[b].numel()]
+        live, sizes, cost = self.mask_costs(pred_masks, target_masks, target_labels, generators)
+        indices = self.unmatched(logits.shape[0])
         if not live:
             return indices
-        # Each image draws its points from its own stream; both reads then run once for the batch.
+        if scoring == "softmax":
+            probs = logits[live].float().softmax(-1)  # [L, Q, K']
+            cost = cost - self.cost_class * target_columns(probs, target_labels, live)
+        for b, n, block in zip(live, sizes, cost.cpu(), strict=True):
+            indices[b] = self.assign(block[:, :n])
+        return indices
+
+    def mask_costs(
+        self,
+        pred_masks: Tensor,
+        target_masks: list[Tensor],
+        target_labels: list[Tensor],
+        generators: list[torch.Generator] | None,
+    ) -> tuple[list[int], list[int], Tensor]:
+        """The images with targets, their target counts, and their [L, Q, N_max] cost_mask * BCE + cost_dice * Dice
+        (targets padded to the largest count; a padded column is garbage to slice off).
+
+        Each image draws its uniform points from its own stream, shared by its predictions and targets; both reads
+        then run once for the batch."""
+        live = [b for b in range(pred_masks.shape[0]) if target_labels[b].numel()]
+        if not live:
+            return live, [], pred_masks.new_empty(0, pred_masks.shape[1], 0)
         device = pred_masks.device
         coords = torch.cat(
             [
@@ -77,23 +104,13 @@ class HungarianMatcher(nn.Module):
         targets = [target_masks[b].float().to(device) for b in live]
         sizes = [len(t) for t in targets]
         tgt = point_sample_groups(targets, coords.repeat_interleave(torch.tensor(sizes, device=device), 0))
-        # Targets padded to the largest count: one batched product gives every image's [Q, N_b] block.
-        cost = self._cost(pred, nn.utils.rnn.pad_sequence(list(tgt.split(sizes)), batch_first=True))
-        if scoring == "softmax":
-            labels = nn.utils.rnn.pad_sequence([target_labels[b].to(device) for b in live], batch_first=True)
-            probs = logits[live].float().softmax(-1)  # [L, Q, K']
-            cost = cost - self.cost_class * probs.gather(2, labels[:, None, :].expand(-1, probs.shape[1], -1))
-        for b, n, block in zip(live, sizes, cost.cpu(), strict=True):
-            indices[b] = self.assign(block[:, :n])
-        return indices
+        return live, sizes, self._cost(pred, nn.utils.rnn.pad_sequence(list(tgt.split(sizes)), batch_first=True))
 
-    def mask_cost(self, pred_masks: Tensor, target_masks: Tensor, generator: torch.Generator | None) -> Tensor:
-        """[Q, N] cost_mask * BCE + cost_dice * Dice of one image's mask logits [Q, h, w] against its targets
-        [N, H, W], on one set of uniform points shared by all predictions and targets."""
-        coords = torch.rand(1, self.num_points, 2, device=pred_masks.device, generator=generator)
-        pred = point_sample(pred_masks.float().unsqueeze(0), coords)[0]
-        tgt = point_sample(target_masks.float().unsqueeze(0).to(coords.device), coords)[0]
-        return self._cost(pred, tgt)
+    @staticmethod
+    def unmatched(batch: int) -> list[tuple[Tensor, Tensor]]:
+        """Empty (query indices, target indices) for every image: what an image without targets gets."""
+        empty = torch.empty(0, dtype=torch.int64)
+        return [(empty, empty)] * batch
 
     def _cost(self, pred: Tensor, tgt: Tensor) -> Tensor:
         """[..., Q, N] weighted BCE + Dice of point logits [..., Q, P] against point targets [..., N, P]."""

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from zoo.heads.class_heads import MASKED
 from zoo.losses.criterion import SetCriterion
+from zoo.losses.matcher import target_columns
 from zoo.registry import register
 from zoo.types import Prediction, Scoring
 
@@ -98,22 +99,20 @@ class SeemCriterion(SetCriterion):
     ) -> list[tuple[Tensor, Tensor]]:
         """Per image, (query indices, target indices): each target is matched among the queries its prompt allows,
         by cost_class * -softmax-over-queries + cost_mask * BCE + cost_dice * Dice on shared random points."""
-        matcher, indices = self.matcher, []
-        for b in range(logits.shape[0]):
-            labels = target_labels[b].to(logits.device)
-            if labels.numel() == 0:
-                empty = torch.empty(0, dtype=torch.int64)
-                indices.append((empty, empty))
-                continue
-            column = logits[b][:, labels]  # [Q, N]: each target's prompt column
-            cost = matcher.mask_cost(masks[b], target_masks[b], generators[b] if generators else None)
-            cost = cost - matcher.cost_class * column.softmax(0)
-            forbidden = column <= MASKED / 2
-            rows, cols = matcher.assign(cost.masked_fill(forbidden, FORBIDDEN))
+        matcher = self.matcher
+        live, sizes, cost = matcher.mask_costs(masks, target_masks, target_labels, generators)
+        indices = matcher.unmatched(logits.shape[0])
+        if not live:
+            return indices
+        columns = target_columns(logits[live], target_labels, live)  # [L, Q, N_max]: each target's prompt column
+        forbidden = columns <= MASKED / 2
+        cost = (cost - matcher.cost_class * columns.softmax(1)).masked_fill(forbidden, FORBIDDEN)
+        for b, n, block, no in zip(live, sizes, cost.cpu(), forbidden.cpu(), strict=True):
+            rows, cols = matcher.assign(block[:, :n])
             # A target its prompt's queries cannot all take (VGD: more instances of the category than queries per
             # prompt) stays unmatched rather than trained on another prompt's query.
-            allowed = ~forbidden.cpu()[rows, cols]
-            indices.append((rows[allowed], cols[allowed]))
+            allowed = ~no[rows, cols]
+            indices[b] = (rows[allowed], cols[allowed])
         return indices
 
     def _query_ce(self, logits: Tensor, target_labels: list[Tensor], indices: list[tuple[Tensor, Tensor]]) -> Tensor:
