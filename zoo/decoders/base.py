@@ -32,9 +32,19 @@ class MaskDecoder(nn.Module):
     when present, to add to the learned content (X-SAM's `<SEG>` state); decoders with learned queries accept it.
     """
 
+    in_dim: int
+    mask_dim: int
     hidden_dim: int
     num_queries: int
     num_layers: int
+
+    def __init__(self, in_dim: int, mask_dim: int, hidden_dim: int, num_queries: int, num_layers: int) -> None:
+        """Keep the sizes the model reads back; the queries carry a sine position embedding, so widths are even."""
+        super().__init__()
+        if hidden_dim % 2:
+            raise ValueError(f"hidden_dim must be even (sine position embedding), got {hidden_dim}")
+        self.in_dim, self.mask_dim, self.hidden_dim = in_dim, mask_dim, hidden_dim
+        self.num_queries, self.num_layers = num_queries, num_layers
 
     def forward(self, pixel: PixelFeatures, query_content: Tensor | None = None) -> list[DecoderLayerOutput]:
         raise NotImplementedError

@@ -44,11 +44,7 @@ class Mask2FormerDecoder(MaskDecoder):
         pre_norm: bool = False,
         enforce_input_projection: bool = False,
     ):
-        super().__init__()
-        if hidden_dim % 2:
-            raise ValueError(f"hidden_dim must be even (sine position embedding), got {hidden_dim}")
-        self.in_dim, self.mask_dim, self.hidden_dim = in_dim, mask_dim, hidden_dim
-        self.num_queries, self.num_layers = num_queries, num_layers
+        super().__init__(in_dim, mask_dim, hidden_dim, num_queries, num_layers)
         config = Mask2FormerConfig(
             hidden_dim=hidden_dim,
             mask_feature_size=mask_dim,

@@ -86,14 +86,10 @@ class SeemDecoder(MaskDecoder):
         enforce_input_projection: bool = False,
         attention: AttentionGraph | None = None,
     ) -> None:
-        super().__init__()
-        if hidden_dim % 2:
-            raise ValueError(f"hidden_dim must be even (sine position embedding), got {hidden_dim}")
+        super().__init__(in_dim, mask_dim, hidden_dim, num_queries, num_layers)
         for name, value in (("queries_per_prompt", queries_per_prompt), ("num_memories", num_memories)):
             if value < 1:
                 raise ValueError(f"SeemDecoder {name} must be at least 1, got {value}")
-        self.in_dim, self.mask_dim, self.hidden_dim = in_dim, mask_dim, hidden_dim
-        self.num_queries, self.num_layers = num_queries, num_layers
         self.num_heads = num_heads
         self.queries_per_prompt, self.num_memories, self.prompt_points = queries_per_prompt, num_memories, prompt_points
         self.attention = attention or AttentionGraph()
