@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch import Tensor
 
 from zoo.data.readers.common import (
+    AnnotationFileReader,
     CategoryTable,
     DataError,
-    ReaderDataset,
     compact_segmentation,
     decode_segmentation,
-    load_image,
+    images_by_id,
     load_json,
     require,
     stack_masks,
@@ -44,18 +45,6 @@ def keeps_empty(keep_empty: bool | None, annotation_file: Path) -> bool:
     return bool(_EVAL_SPLIT.search(annotation_file.stem)) if keep_empty is None else keep_empty
 
 
-def _images(data: dict, where: str) -> dict[int, tuple[str, int, int]]:
-    images = {}
-    for k, image in enumerate(require(data, "images", where)):
-        at = f"{where}: images[{k}]"
-        images[int(require(image, "id", at))] = (
-            require(image, "file_name", at),
-            int(require(image, "height", at)),
-            int(require(image, "width", at)),
-        )
-    return images
-
-
 def _image_id(ann: dict, images: dict, at: str) -> int:
     """An annotation's image id, checked against the file's `images` (a record for no image is a data error)."""
     image_id = int(require(ann, "image_id", at))
@@ -64,8 +53,50 @@ def _image_id(ann: dict, images: dict, at: str) -> int:
     return image_id
 
 
+class _CocoReader(AnnotationFileReader):
+    """Shared by the COCO readers: the file's category table and images, and the panoptic samples over them."""
+
+    def _read(self, keep_empty: bool | None, default_isthing: bool, defer_polygons: bool = False) -> tuple[dict, dict]:
+        """The parsed file and its images by id; sets the category table and the empty-image policy."""
+        self.keep_empty = keeps_empty(keep_empty, self.annotation_file)
+        where = str(self.annotation_file)
+        data = load_json(self.annotation_file, defer_polygons=defer_polygons)
+        self.table = CategoryTable(require(data, "categories", where), where, default_isthing=default_isthing)
+        self.categories = self.table.table
+        return data, images_by_id(data, where)
+
+    def _sample(
+        self,
+        image: Tensor,
+        image_id: int,
+        file_name: str,
+        masks: list[np.ndarray],
+        labels: list[int],
+        crowds: list[bool],
+        boxes: Tensor | None = None,
+    ) -> Sample:
+        """A panoptic sample over every category name, with the category, thing and crowd flags evaluation reads."""
+        labels_t = torch.tensor(labels, dtype=torch.long)
+        return Sample(
+            image=image,
+            task="panoptic",
+            instruction=INSTRUCTIONS["panoptic"],
+            conditions=list(self.table.names),
+            masks=stack_masks(masks, *image.shape[1:]),
+            labels=labels_t,
+            boxes=boxes,
+            meta={
+                "image_id": image_id,
+                "file_name": file_name,
+                "category_ids": labels_t,
+                "isthing": torch.tensor([self.table.isthing[c] for c in labels], dtype=torch.bool),
+                "iscrowd": torch.tensor(crowds, dtype=torch.bool),
+            },
+        )
+
+
 @register("dataset")
-class CocoInstances(ReaderDataset):
+class CocoInstances(_CocoReader):
     """COCO instance annotations (`instances_*.json`) as generic-segmentation samples over all category names.
 
     Index-only at start-up: per image, its annotations' categories, boxes and segmentations (polygons kept as
@@ -86,16 +117,9 @@ class CocoInstances(ReaderDataset):
         benchmark: str | None = None,
         keep_empty: bool | None = None,
     ) -> None:
-        super().__init__(transform, max_bad, seed)
-        self.annotation_file = Path(annotation_file)
-        self.image_root = Path(image_root)
-        self.benchmark = benchmark or self.annotation_file.stem
-        self.keep_empty = keeps_empty(keep_empty, self.annotation_file)
+        super().__init__(annotation_file, image_root, transform, max_bad, seed, benchmark)
+        data, images = self._read(keep_empty, default_isthing=True, defer_polygons=True)
         where = str(self.annotation_file)
-        data = load_json(self.annotation_file, defer_polygons=True)
-        self.table = CategoryTable(require(data, "categories", where), where)
-        self.categories = self.table.table
-        images = _images(data, where)
         per_image: dict[int, list] = {}
         broken: set = set()  # images with a bad annotation are left out whole, never with a target missing
         for k, ann in enumerate(require(data, "annotations", where)):
@@ -140,8 +164,7 @@ class CocoInstances(ReaderDataset):
     def load(self, index: int) -> Sample:
         image_id = self.image_ids[index]
         file_name, height, width = self.images[image_id]
-        where = f"{self.annotation_file}: image {image_id} ('{file_name}')"
-        image = load_image(self.image_root / file_name, height, width, where)
+        image, where = self.load_indexed_image(image_id, file_name, height, width)
         masks, labels, boxes, crowds = [], [], [], []
         for category, segmentation, bbox, crowd, ann_id in self.annotations[image_id]:
             mask = decode_segmentation(segmentation, height, width, f"{where}, annotation {ann_id}")
@@ -149,23 +172,8 @@ class CocoInstances(ReaderDataset):
             labels.append(category)
             boxes.append(xywh_to_xyxy(bbox) if bbox is not None else _mask_box(mask))
             crowds.append(crowd)
-        labels_t = torch.tensor(labels, dtype=torch.long)
-        return Sample(
-            image=image,
-            task="panoptic",
-            instruction=INSTRUCTIONS["panoptic"],
-            conditions=list(self.table.names),
-            masks=stack_masks(masks, height, width),
-            labels=labels_t,
-            boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-            meta={
-                "image_id": image_id,
-                "file_name": file_name,
-                "category_ids": labels_t,
-                "isthing": torch.tensor([self.table.isthing[c] for c in labels], dtype=torch.bool),
-                "iscrowd": torch.tensor(crowds, dtype=torch.bool),
-            },
-        )
+        boxes_t = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+        return self._sample(image, image_id, file_name, masks, labels, crowds, boxes_t)
 
 
 def _mask_box(mask: np.ndarray) -> list[float]:
@@ -185,7 +193,7 @@ def id2rgb(ids: np.ndarray) -> np.ndarray:
 
 
 @register("dataset")
-class CocoPanoptic(ReaderDataset):
+class CocoPanoptic(_CocoReader):
     """COCO panoptic (`panoptic_*.json` + PNG folder, segment ids by rgb2id), also ADE20K panoptic in that format.
 
     Every segment becomes one target labelled by its contiguous category; crowd segments are flagged in
@@ -206,42 +214,35 @@ class CocoPanoptic(ReaderDataset):
         benchmark: str | None = None,
         keep_empty: bool | None = None,
     ) -> None:
-        super().__init__(transform, max_bad, seed)
-        self.annotation_file = Path(annotation_file)
-        self.image_root = Path(image_root)
+        super().__init__(annotation_file, image_root, transform, max_bad, seed, benchmark)
         self.panoptic_root = Path(panoptic_root)
-        self.benchmark = benchmark or self.annotation_file.stem
-        self.keep_empty = keeps_empty(keep_empty, self.annotation_file)
+        data, images = self._read(keep_empty, default_isthing=False)
         where = str(self.annotation_file)
-        data = load_json(self.annotation_file)
-        self.table = CategoryTable(require(data, "categories", where), where, default_isthing=False)
-        self.categories = self.table.table
-        images = _images(data, where)
-        self.records: list[tuple] = []
-        annotations = require(data, "annotations", where)
-        for k, ann in enumerate(annotations):
-            at = f"{where}: annotations[{k}] (image {ann.get('image_id')})"
-            try:
-                image_id = _image_id(ann, images, at)
-                segments = [
-                    (
-                        int(require(s, "id", at)),
-                        self.table.lookup(require(s, "category_id", at), f"{at}, segment {s.get('id')}"),
-                        bool(s.get("iscrowd", 0)),
-                    )
-                    for s in require(ann, "segments_info", at)
-                ]
-                if self.keep_empty or not all(crowd for _, _, crowd in segments):
-                    self.records.append((image_id, *images[image_id], require(ann, "file_name", at), segments))
-            except DataError as error:
-                self.skip_record(at, str(error), len(annotations))
-        del data
-        self.sample_tasks = ["panoptic"] * len(self.records)
+        self.index_records(
+            require(data, "annotations", where),
+            "panoptic",
+            lambda k, ann: f"{where}: annotations[{k}] (image {ann.get('image_id')})",
+            lambda ann, at: self._parse(ann, images, at),
+        )
+
+    def _parse(self, ann: dict, images: dict, at: str) -> list[tuple]:
+        """An image's record (none when it has only crowd segments and empty images are left out)."""
+        image_id = _image_id(ann, images, at)
+        segments = [
+            (
+                int(require(s, "id", at)),
+                self.table.lookup(require(s, "category_id", at), f"{at}, segment {s.get('id')}"),
+                bool(s.get("iscrowd", 0)),
+            )
+            for s in require(ann, "segments_info", at)
+        ]
+        if self.keep_empty or not all(crowd for _, _, crowd in segments):
+            return [(image_id, *images[image_id], require(ann, "file_name", at), segments)]
+        return []
 
     def load(self, index: int) -> Sample:
         image_id, file_name, height, width, png_name, segments = self.records[index]
-        where = f"{self.annotation_file}: image {image_id} ('{file_name}')"
-        image = load_image(self.image_root / file_name, height, width, where)
+        image, where = self.load_indexed_image(image_id, file_name, height, width)
         png_path = self.panoptic_root / png_name
         try:
             with Image.open(png_path) as png:
@@ -262,19 +263,4 @@ class CocoPanoptic(ReaderDataset):
             masks.append(mask)
             labels.append(category)
             crowds.append(crowd)
-        labels_t = torch.tensor(labels, dtype=torch.long)
-        return Sample(
-            image=image,
-            task="panoptic",
-            instruction=INSTRUCTIONS["panoptic"],
-            conditions=list(self.table.names),
-            masks=stack_masks(masks, height, width),
-            labels=labels_t,
-            meta={
-                "image_id": image_id,
-                "file_name": file_name,
-                "category_ids": labels_t,
-                "isthing": torch.tensor([self.table.isthing[c] for c in labels], dtype=torch.bool),
-                "iscrowd": torch.tensor(crowds, dtype=torch.bool),
-            },
-        )
+        return self._sample(image, image_id, file_name, masks, labels, crowds)

@@ -10,7 +10,7 @@ import json
 import math
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,13 @@ def load_json(path: str | Path, defer_polygons: bool = False) -> Any:
         raise DataError(f"Annotation file '{path}' is not valid JSON: {error}") from None
 
 
+def expect_list(data: Any, what: str, where: str | Path) -> list:
+    """`data` when the file holds the list a reader expects, else an error naming the file and its wrong type."""
+    if not isinstance(data, list):
+        raise DataError(f"{where}: expected a list of {what}, got {type(data).__name__}")
+    return data
+
+
 def require(record: dict, key: str, where: str) -> Any:
     """`record[key]`, or an error naming the record and the key it lacks."""
     try:
@@ -59,6 +66,19 @@ def require(record: dict, key: str, where: str) -> Any:
     except (KeyError, TypeError):
         keys = sorted(record) if isinstance(record, dict) else type(record).__name__
         raise DataError(f"{where}: missing key '{key}' (has {keys})") from None
+
+
+def images_by_id(data: dict, where: str) -> dict[int, tuple[str, int, int]]:
+    """A COCO file's `images` as id -> (file name, height, width), each field checked."""
+    images = {}
+    for k, image in enumerate(require(data, "images", where)):
+        at = f"{where}: images[{k}]"
+        images[int(require(image, "id", at))] = (
+            require(image, "file_name", at),
+            int(require(image, "height", at)),
+            int(require(image, "width", at)),
+        )
+    return images
 
 
 def compact_segmentation(segmentation: Any, where: str) -> Any:
@@ -145,7 +165,7 @@ class ReaderDataset(Dataset[Sample]):
     loadable sample of the same task, with a warning naming the file and record; once more than `max_bad` (a
     fraction of the dataset, rounded up) have failed in this process the run stops with an error, so
     a broken dataset cannot train silently on its remainder. Records already invalid in the index count the
-    same way. Subclasses set `self.sample_tasks` and implement `load(index)`.
+    same way. Subclasses set `self.sample_tasks` (`index_records` does) and implement `load(index)`.
 
     Every sample's `meta["benchmark"]` is `self.benchmark`: the reader's `benchmark` argument, else a name each
     reader derives from its files (e.g. "refcoco_val"), so evaluation reports one row per dataset and split.
@@ -168,8 +188,11 @@ class ReaderDataset(Dataset[Sample]):
     def __len__(self) -> int:
         return len(self.sample_tasks)
 
-    def skip_record(self, where: str, reason: str, total: int) -> None:
-        """Count a record or sample left out (at indexing or loading), warn, and fail if too many are bad."""
+    def skip_record(self, where: str, reason: str, total: int, stacklevel: int = 3) -> None:
+        """Count a record or sample left out (at indexing or loading), warn, and fail if too many are bad.
+
+        `stacklevel` points the warning at the code that built or indexed the dataset, not at the reader.
+        """
         self.bad[where] = reason
         allowed = math.ceil(self.max_bad * total - 1e-9)
         if len(self.bad) > allowed:
@@ -178,7 +201,28 @@ class ReaderDataset(Dataset[Sample]):
                 f"{type(self).__name__}: {len(self.bad)} bad samples of {total}, more than the {allowed} allowed "
                 f"(max_bad={self.max_bad}). First: {first}"
             )
-        warnings.warn(f"Skipping bad sample ({len(self.bad)} so far): {reason}", stacklevel=3)
+        warnings.warn(f"Skipping bad sample ({len(self.bad)} so far): {reason}", stacklevel=stacklevel)
+
+    def index_records(
+        self,
+        records: Sequence[Any],
+        task: str,
+        locate: Callable[[int, Any], str],
+        parse: Callable[[Any, str], Iterable[tuple]],
+    ) -> None:
+        """Index `records` into `self.records` (and their tasks), leaving out each bad one under `max_bad`.
+
+        `locate(k, record)` names record k in errors; `parse(record, at)` gives its index entries or raises
+        DataError, and a record is kept or left out whole, so a sample never silently misses a target.
+        """
+        self.records: list[tuple] = []
+        for k, record in enumerate(records):
+            at = locate(k, record)
+            try:
+                self.records.extend(parse(record, at))
+            except DataError as error:
+                self.skip_record(at, str(error), len(records), stacklevel=4)
+        self.sample_tasks = [task] * len(self.records)
 
     def __getitem__(self, index: int) -> Sample:
         if not 0 <= index < len(self):
@@ -204,6 +248,28 @@ class ReaderDataset(Dataset[Sample]):
         raise DataError(
             f"{type(self).__name__}: no loadable sample of task '{task}'; last: {list(self.bad.values())[-1]}"
         )
+
+
+class AnnotationFileReader(ReaderDataset):
+    """A reader of one annotation file over an image folder; `benchmark` defaults to the file's stem."""
+
+    def __init__(
+        self,
+        annotation_file: str | Path,
+        image_root: str | Path,
+        transform: Transform | None,
+        max_bad: float,
+        seed: int,
+        benchmark: str | None,
+    ) -> None:
+        super().__init__(transform, max_bad, seed)
+        self.annotation_file, self.image_root = Path(annotation_file), Path(image_root)
+        self.benchmark = benchmark or self.annotation_file.stem
+
+    def load_indexed_image(self, image_id: Any, file_name: str, height: int, width: int) -> tuple[Tensor, str]:
+        """An indexed image, checked against its recorded size, and the name of its record for later errors."""
+        where = f"{self.annotation_file}: image {image_id} ('{file_name}')"
+        return load_image(self.image_root / file_name, height, width, where), where
 
 
 def load_image(path: Path, height: int | None, width: int | None, where: str) -> Tensor:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from zoo.data.readers.common import (
+    AnnotationFileReader,
     DataError,
-    ReaderDataset,
     compact_segmentation,
     decode_segmentation,
+    expect_list,
     load_image,
     load_json,
     require,
@@ -24,7 +26,7 @@ GCG_INSTRUCTION = "describe the image briefly and segment the phrases of the des
 
 
 @register("dataset")
-class GroundedCaptions(ReaderDataset):
+class GroundedCaptions(AnnotationFileReader):
     """`GranDf_HA_GCG_train.json`: records `{file_name, caption, groundings: {phrase: {token_positives, rle_masks}}}`.
 
     One caption sample per record: `answer` is the caption, `conditions` the grounded phrases in caption order
@@ -42,32 +44,29 @@ class GroundedCaptions(ReaderDataset):
         seed: int = 0,
         benchmark: str | None = None,
     ) -> None:
-        super().__init__(transform, max_bad, seed)
-        self.annotation_file, self.image_root, self.instruction = Path(annotation_file), Path(image_root), instruction
-        self.benchmark = benchmark or self.annotation_file.stem
-        where = str(self.annotation_file)
-        records = load_json(self.annotation_file)
-        if not isinstance(records, list):
-            raise DataError(f"{where}: expected a list of records, got {type(records).__name__}")
-        self.records: list[tuple] = []
-        for k, record in enumerate(records):
-            at = f"{where}: record {k} ('{record.get('file_name') if isinstance(record, dict) else '?'}')"
-            try:
-                caption = require(record, "caption", at)
-                phrases = []
-                for phrase, grounding in require(record, "groundings", at).items():
-                    at_phrase = f"{at}, phrase '{phrase}'"
-                    start, end = (int(v) for v in require(grounding, "token_positives", at_phrase))
-                    if not 0 <= start < end <= len(caption):
-                        raise DataError(f"{at_phrase}: span [{start}, {end}) lies outside the caption")
-                    rles = [compact_segmentation(r, at_phrase) for r in require(grounding, "rle_masks", at_phrase)]
-                    if not rles:
-                        raise DataError(f"{at_phrase}: no masks")
-                    phrases.append((start, end, phrase, rles))
-                self.records.append((require(record, "file_name", at), caption, sorted(phrases, key=lambda p: p[0])))
-            except DataError as error:
-                self.skip_record(at, str(error), len(records))
-        self.sample_tasks = ["caption"] * len(self.records)
+        super().__init__(annotation_file, image_root, transform, max_bad, seed, benchmark)
+        self.instruction = instruction
+        records = expect_list(load_json(self.annotation_file), "records", self.annotation_file)
+        self.index_records(
+            records,
+            "caption",
+            lambda k, r: f"{self.annotation_file}: record {k} ('{r.get('file_name') if isinstance(r, dict) else '?'}')",
+            self._parse,
+        )
+
+    def _parse(self, record: Any, at: str) -> list[tuple]:
+        caption = require(record, "caption", at)
+        phrases = []
+        for phrase, grounding in require(record, "groundings", at).items():
+            at_phrase = f"{at}, phrase '{phrase}'"
+            start, end = (int(v) for v in require(grounding, "token_positives", at_phrase))
+            if not 0 <= start < end <= len(caption):
+                raise DataError(f"{at_phrase}: span [{start}, {end}) lies outside the caption")
+            rles = [compact_segmentation(r, at_phrase) for r in require(grounding, "rle_masks", at_phrase)]
+            if not rles:
+                raise DataError(f"{at_phrase}: no masks")
+            phrases.append((start, end, phrase, rles))
+        return [(require(record, "file_name", at), caption, sorted(phrases, key=lambda p: p[0]))]
 
     def load(self, index: int) -> Sample:
         file_name, caption, phrases = self.records[index]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -11,11 +11,11 @@ from pycocotools import mask as mask_utils
 
 from zoo.data.readers.coco import xywh_to_xyxy
 from zoo.data.readers.common import (
+    AnnotationFileReader,
     DataError,
-    ReaderDataset,
     compact_segmentation,
     decode_segmentation,
-    load_image,
+    expect_list,
     load_json,
     require,
     stack_masks,
@@ -36,32 +36,58 @@ def _rle_area(rle: dict | None) -> int:
     return int(mask_utils.area(rle))
 
 
-class _PromptReader(ReaderDataset):
-    """Shared: pick each target's prompt kind (fixed, or seeded among the non-empty ones) and decode it."""
+def _prompts(source: dict, suffix: str) -> tuple[dict, list[str]]:
+    """Each kind's prompt RLE from `source["<kind><suffix>"]` (None when absent), and the kinds not empty."""
+    prompts = {kind: source.get(f"{kind}{suffix}") for kind in KINDS}
+    return prompts, [kind for kind in KINDS if _rle_area(prompts[kind]) > 0]
 
-    prompt_type: str | None
 
-    def _choose(self, available: list[str], index: int, k: int, where: str) -> str:
-        if self.prompt_type is not None:
-            if self.prompt_type not in available:
-                raise DataError(f"{where}: has no non-empty '{self.prompt_type}' prompt")
-            return self.prompt_type
-        if not available:
-            raise DataError(f"{where}: every visual prompt is empty")
-        return available[int(np.random.default_rng([self.seed, index, k]).integers(len(available)))]
+class _PromptReader(AnnotationFileReader):
+    """Shared: pick each target's prompt kind (fixed, or seeded among the non-empty ones) and decode it.
 
-    def _open(
-        self, annotation_file: str | Path, image_root: str | Path, prompt_type: str | None, benchmark: str | None
-    ) -> list:
-        """Check and keep the common arguments, and return the file's list of image records."""
+    Both formats are a JSON list of image records; each names a record (`_locate`) and indexes it (`_parse`).
+    """
+
+    task: str
+
+    def __init__(
+        self,
+        annotation_file: str | Path,
+        image_root: str | Path,
+        prompt_type: PromptKind | None = None,
+        transform: Transform | None = None,
+        max_bad: float = 0.01,
+        seed: int = 0,
+        benchmark: str | None = None,
+    ) -> None:
+        super().__init__(annotation_file, image_root, transform, max_bad, seed, benchmark)
         if prompt_type is not None and prompt_type not in KINDS:
             raise ValueError(f"Unknown prompt_type '{prompt_type}'. Candidates: {', '.join(KINDS)}.")
-        self.annotation_file, self.image_root, self.prompt_type = Path(annotation_file), Path(image_root), prompt_type
-        self.benchmark = benchmark or self.annotation_file.stem
-        records = load_json(self.annotation_file)
-        if not isinstance(records, list):
-            raise DataError(f"{self.annotation_file}: expected a list of image records, got {type(records).__name__}")
-        return records
+        self.prompt_type = prompt_type
+        records = expect_list(load_json(self.annotation_file), "image records", self.annotation_file)
+        self.index_records(records, self.task, self._locate, self._parse)
+
+    def _locate(self, k: int, record: Any) -> str:
+        """Record k's name in errors."""
+        raise NotImplementedError
+
+    def _parse(self, record: Any, at: str) -> list[tuple]:
+        """A record's index entry: (image id, file name, height, width, targets)."""
+        raise NotImplementedError
+
+    def _prompt(
+        self, prompt_rles: dict, available: list[str], index: int, k: int, height: int, width: int, at: str
+    ) -> tuple[str, np.ndarray]:
+        """Target k's prompt kind and its decoded mask."""
+        if self.prompt_type is not None:
+            if self.prompt_type not in available:
+                raise DataError(f"{at}: has no non-empty '{self.prompt_type}' prompt")
+            kind = self.prompt_type
+        elif not available:
+            raise DataError(f"{at}: every visual prompt is empty")
+        else:
+            kind = available[int(np.random.default_rng([self.seed, index, k]).integers(len(available)))]
+        return kind, decode_segmentation(prompt_rles[kind], height, width, f"{at}, {kind} prompt")
 
 
 @register("dataset")
@@ -74,50 +100,34 @@ class CocoInteractive(_PromptReader):
     seeded by (seed, index). Target n answers prompt n. `benchmark` defaults to the file's stem.
     """
 
-    def __init__(
-        self,
-        annotation_file: str | Path,
-        image_root: str | Path,
-        prompt_type: PromptKind | None = None,
-        transform: Transform | None = None,
-        max_bad: float = 0.01,
-        seed: int = 0,
-        benchmark: str | None = None,
-    ) -> None:
-        super().__init__(transform, max_bad, seed)
-        records = self._open(annotation_file, image_root, prompt_type, benchmark)
-        where = str(self.annotation_file)
-        self.records: list[tuple] = []
-        for k, record in enumerate(records):
-            at = f"{where}: record {k}"
-            try:
-                info = require(record, "image_info", at)
-                anns = []
-                for j, ann in enumerate(require(record, "anns", at)):
-                    at_ann = f"{at}, anns[{j}] (id {ann.get('id')})"
-                    prompts = {kind: ann.get(f"{kind}_visual_prompt_mask") for kind in KINDS}
-                    available = [kind for kind in KINDS if _rle_area(prompts[kind]) > 0]
-                    segmentation = compact_segmentation(require(ann, "segmentation", at_ann), at_ann)
-                    anns.append((ann.get("id"), segmentation, ann.get("bbox"), prompts, available))
-                if not anns:
-                    raise DataError(f"{at}: no annotations")
-                file_name = require(record, "image", at)
-                size = (int(require(info, "height", at)), int(require(info, "width", at)))
-                self.records.append((record.get("new_img_id", info.get("id")), file_name, *size, anns))
-            except DataError as error:
-                self.skip_record(at, str(error), len(records))
-        self.sample_tasks = ["interactive"] * len(self.records)
+    task = "interactive"
+
+    def _locate(self, k: int, record: Any) -> str:
+        return f"{self.annotation_file}: record {k}"
+
+    def _parse(self, record: Any, at: str) -> list[tuple]:
+        info = require(record, "image_info", at)
+        anns = []
+        for j, ann in enumerate(require(record, "anns", at)):
+            at_ann = f"{at}, anns[{j}] (id {ann.get('id')})"
+            prompts, available = _prompts(ann, "_visual_prompt_mask")
+            segmentation = compact_segmentation(require(ann, "segmentation", at_ann), at_ann)
+            anns.append((ann.get("id"), segmentation, ann.get("bbox"), prompts, available))
+        if not anns:
+            raise DataError(f"{at}: no annotations")
+        file_name = require(record, "image", at)
+        size = (int(require(info, "height", at)), int(require(info, "width", at)))
+        return [(record.get("new_img_id", info.get("id")), file_name, *size, anns)]
 
     def load(self, index: int) -> Sample:
         image_id, file_name, height, width, anns = self.records[index]
-        where = f"{self.annotation_file}: image {image_id} ('{file_name}')"
-        image = load_image(self.image_root / file_name, height, width, where)
+        image, where = self.load_indexed_image(image_id, file_name, height, width)
         masks, prompts, kinds, boxes = [], [], [], []
         for k, (ann_id, segmentation, bbox, prompt_rles, available) in enumerate(anns):
             at = f"{where}, annotation {ann_id}"
             masks.append(decode_segmentation(segmentation, height, width, at))
-            kind = self._choose(available, index, k, at)
-            prompts.append(decode_segmentation(prompt_rles[kind], height, width, f"{at}, {kind} prompt"))
+            kind, prompt = self._prompt(prompt_rles, available, index, k, height, width, at)
+            prompts.append(prompt)
             kinds.append(kind)
             boxes.append(xywh_to_xyxy(bbox) if bbox is not None else None)
         return Sample(
@@ -145,52 +155,37 @@ class VisualGrounding(_PromptReader):
     file's stem.
     """
 
-    def __init__(
-        self,
-        annotation_file: str | Path,
-        image_root: str | Path,
-        prompt_type: PromptKind | None = None,
-        transform: Transform | None = None,
-        max_bad: float = 0.01,
-        seed: int = 0,
-        benchmark: str | None = None,
-    ) -> None:
-        super().__init__(transform, max_bad, seed)
-        records = self._open(annotation_file, image_root, prompt_type, benchmark)
-        where = str(self.annotation_file)
-        self.records: list[tuple] = []
-        for k, record in enumerate(records):
-            at = f"{where}: record {k} (image {record.get('image_id') if isinstance(record, dict) else '?'})"
-            try:
-                height, width = (int(v) for v in require(record, "image_size", at))
-                by_category: dict[int, list] = {}
-                for j, ann in enumerate(require(record, "annotations", at)):
-                    at_ann = f"{at}, annotations[{j}] (id {ann.get('id')})"
-                    vprompts = require(ann, "visual_prompts", at_ann)
-                    prompts = {kind: vprompts.get(f"{kind}_visual_prompt") for kind in KINDS}
-                    available = [kind for kind in KINDS if _rle_area(prompts[kind]) > 0]
-                    segmentation = compact_segmentation(require(ann, "segmentation", at_ann), at_ann)
-                    category = int(require(ann, "category_id", at_ann))
-                    by_category.setdefault(category, []).append((ann.get("id"), segmentation, prompts, available))
-                if not by_category:
-                    raise DataError(f"{at}: no annotations")
-                image_file = require(record, "image_file", at)
-                self.records.append((record.get("image_id"), image_file, height, width, by_category))
-            except DataError as error:
-                self.skip_record(at, str(error), len(records))
-        self.sample_tasks = ["vgd"] * len(self.records)
+    task = "vgd"
+
+    def _locate(self, k: int, record: Any) -> str:
+        return (
+            f"{self.annotation_file}: record {k} (image {record.get('image_id') if isinstance(record, dict) else '?'})"
+        )
+
+    def _parse(self, record: Any, at: str) -> list[tuple]:
+        height, width = (int(v) for v in require(record, "image_size", at))
+        by_category: dict[int, list] = {}
+        for j, ann in enumerate(require(record, "annotations", at)):
+            at_ann = f"{at}, annotations[{j}] (id {ann.get('id')})"
+            prompts, available = _prompts(require(ann, "visual_prompts", at_ann), "_visual_prompt")
+            segmentation = compact_segmentation(require(ann, "segmentation", at_ann), at_ann)
+            category = int(require(ann, "category_id", at_ann))
+            by_category.setdefault(category, []).append((ann.get("id"), segmentation, prompts, available))
+        if not by_category:
+            raise DataError(f"{at}: no annotations")
+        return [(record.get("image_id"), require(record, "image_file", at), height, width, by_category)]
 
     def load(self, index: int) -> Sample:
         image_id, file_name, height, width, by_category = self.records[index]
-        where = f"{self.annotation_file}: image {image_id} ('{file_name}')"
-        image = load_image(self.image_root / file_name, height, width, where)
+        image, where = self.load_indexed_image(image_id, file_name, height, width)
         masks, labels, prompts, kinds, categories = [], [], [], [], []
         for k, (category, instances) in enumerate(sorted(by_category.items())):
             rng = np.random.default_rng([self.seed, index, k])
             ann_id, _, prompt_rles, available = instances[int(rng.integers(len(instances)))]
-            at = f"{where}, annotation {ann_id}"
-            kind = self._choose(available, index, k, at)
-            prompts.append(decode_segmentation(prompt_rles[kind], height, width, f"{at}, {kind} prompt"))
+            kind, prompt = self._prompt(
+                prompt_rles, available, index, k, height, width, f"{where}, annotation {ann_id}"
+            )
+            prompts.append(prompt)
             kinds.append(kind)
             for instance_id, segmentation, _, _ in instances:
                 masks.append(decode_segmentation(segmentation, height, width, f"{where}, annotation {instance_id}"))

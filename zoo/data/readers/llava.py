@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from zoo.data.readers.common import DataError, ReaderDataset, load_image, load_json, require
+from zoo.data.readers.common import AnnotationFileReader, DataError, expect_list, load_image, load_json, require
 from zoo.data.schema import Sample
 from zoo.data.transforms import Transform
 from zoo.registry import register
@@ -13,7 +14,7 @@ IMAGE_TOKEN = "<image>"
 
 
 @register("dataset")
-class LlavaConversations(ReaderDataset):
+class LlavaConversations(AnnotationFileReader):
     """Records `{id, image, conversations: [{from: human|gpt, value}]}`; text-only records are left out, as PSALM
     and X-SAM filter them. `instruction` is the first human turn without `<image>`, `answer` the first gpt turn,
     and `meta["conversations"]` keeps every turn for multi-turn training.
@@ -28,31 +29,27 @@ class LlavaConversations(ReaderDataset):
         seed: int = 0,
         benchmark: str | None = None,
     ) -> None:
-        super().__init__(transform, max_bad, seed)
-        self.annotation_file, self.image_root = Path(annotation_file), Path(image_root)
-        self.benchmark = benchmark or self.annotation_file.stem
-        where = str(self.annotation_file)
-        records = load_json(self.annotation_file)
-        if not isinstance(records, list):
-            raise DataError(f"{where}: expected a list of records, got {type(records).__name__}")
-        self.records: list[tuple] = []
-        for k, record in enumerate(records):
-            at = f"{where}: record {k} (id {record.get('id') if isinstance(record, dict) else '?'})"
-            if isinstance(record, dict) and "image" not in record:
-                continue  # a text-only conversation: not a multimodal sample
-            try:
-                turns = [
-                    (require(t, "from", f"{at}, turn {j}"), require(t, "value", f"{at}, turn {j}"))
-                    for j, t in enumerate(require(record, "conversations", at))
-                ]
-                human = next((v for who, v in turns if who == "human"), None)
-                gpt = next((v for who, v in turns if who == "gpt"), None)
-                if human is None or gpt is None:
-                    raise DataError(f"{at}: needs a human and a gpt turn, has {[who for who, _ in turns]}")
-                self.records.append((record.get("id"), require(record, "image", at), human, gpt, turns))
-            except DataError as error:
-                self.skip_record(at, str(error), len(records))
-        self.sample_tasks = ["caption"] * len(self.records)
+        super().__init__(annotation_file, image_root, transform, max_bad, seed, benchmark)
+        records = expect_list(load_json(self.annotation_file), "records", self.annotation_file)
+        self.index_records(
+            records,
+            "caption",
+            lambda k, r: f"{self.annotation_file}: record {k} (id {r.get('id') if isinstance(r, dict) else '?'})",
+            self._parse,
+        )
+
+    def _parse(self, record: Any, at: str) -> list[tuple]:
+        if isinstance(record, dict) and "image" not in record:
+            return []  # a text-only conversation: not a multimodal sample
+        turns = [
+            (require(t, "from", f"{at}, turn {j}"), require(t, "value", f"{at}, turn {j}"))
+            for j, t in enumerate(require(record, "conversations", at))
+        ]
+        human = next((v for who, v in turns if who == "human"), None)
+        gpt = next((v for who, v in turns if who == "gpt"), None)
+        if human is None or gpt is None:
+            raise DataError(f"{at}: needs a human and a gpt turn, has {[who for who, _ in turns]}")
+        return [(record.get("id"), require(record, "image", at), human, gpt, turns)]
 
     def load(self, index: int) -> Sample:
         record_id, file_name, human, gpt, turns = self.records[index]

@@ -46,20 +46,17 @@ class ReasonSeg(ReaderDataset):
         files = sorted(self.folder.glob("*.json"))
         if not files:
             raise DataError(f"ReasonSeg folder '{self.folder}' has no JSON files")
-        self.records: list[tuple] = []
-        for path in files:
-            try:
-                record = load_json(path)
-                texts = require(record, "text", str(path))
-                texts = [texts] if isinstance(texts, str) else list(texts)
-                shapes = require(record, "shapes", str(path))
-                if not texts:
-                    raise DataError(f"{path}: no query text")
-                for query in texts:
-                    self.records.append((path, query, bool(record.get("is_sentence", False)), shapes, record))
-            except DataError as error:
-                self.skip_record(str(path), str(error), len(files))
-        self.sample_tasks = ["referring"] * len(self.records)
+        self.index_records(files, "referring", lambda _, path: str(path), self._parse)
+
+    def _parse(self, path: Path, at: str) -> list[tuple]:
+        """One record per query text of the JSON file at `path`."""
+        record = load_json(path)
+        texts = require(record, "text", at)
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        shapes = require(record, "shapes", at)
+        if not texts:
+            raise DataError(f"{path}: no query text")
+        return [(path, query, bool(record.get("is_sentence", False)), shapes, record) for query in texts]
 
     def _image_path(self, json_path: Path) -> Path:
         for suffix in _IMAGE_SUFFIXES:

@@ -20,6 +20,8 @@ from zoo.data.readers.common import (
     ReaderDataset,
     compact_segmentation,
     decode_segmentation,
+    expect_list,
+    images_by_id,
     load_image,
     load_json,
     require,
@@ -62,19 +64,55 @@ def load_plain_pickle(path: str | Path) -> Any:
 
 
 class _Referring(ReaderDataset):
-    """Shared by RefCOCO and gRefCOCO: instances.json indexed once, one sample per expression (or per ref)."""
+    """Shared by RefCOCO and gRefCOCO: instances.json indexed once, one sample per expression (or per ref).
+
+    The formats differ only in how the refs file is read (`_read_refs`) and what a ref's targets are (`_wanted`,
+    `_targets`).
+    """
+
+    _extra: dict = {}  # meta every sample of the format carries
+
+    def __init__(
+        self,
+        refs_file: str | Path,
+        instances_file: str | Path,
+        image_root: str | Path,
+        split: str = "train",
+        per: Literal["expression", "ref"] = "expression",
+        transform: Transform | None = None,
+        max_bad: float = 0.01,
+        seed: int = 0,
+        benchmark: str | None = None,
+    ) -> None:
+        super().__init__(transform, max_bad, seed)
+        self.refs_file, self.image_root, self.per = Path(refs_file), Path(image_root), per
+        self.benchmark = benchmark or f"{self.refs_file.resolve().parent.name}_{split}"
+        chosen = self._choose(self._read_refs(), split)
+        self._index_instances(Path(instances_file), self._wanted(chosen))
+        extra = {"split": split, **self._extra}
+
+        def parse(ref: dict, at: str) -> list[tuple]:
+            image_id, ann_ids = self._targets(ref, at, instances_file)
+            return self._expand(int(ref["ref_id"]), image_id, ann_ids, require(ref, "sentences", at), at, extra)
+
+        self.index_records(chosen, "referring", lambda _, ref: f"{self.refs_file}: ref {ref['ref_id']}", parse)
+
+    def _read_refs(self) -> Any:
+        """The refs file's data, before any check."""
+        raise NotImplementedError
+
+    def _wanted(self, chosen: list[dict]) -> set:
+        """The annotation ids the chosen refs name: only those of instances.json are indexed."""
+        raise NotImplementedError
+
+    def _targets(self, ref: dict, at: str, instances_file: str | Path) -> tuple[int, list[int]]:
+        """A ref's image id and target annotation ids, checked against instances.json."""
+        raise NotImplementedError
 
     def _index_instances(self, instances_file: Path, wanted: set[int]) -> None:
         where = str(instances_file)
         data = load_json(instances_file)
-        self.images = {}
-        for k, image in enumerate(require(data, "images", where)):
-            at = f"{where}: images[{k}]"
-            self.images[int(require(image, "id", at))] = (
-                require(image, "file_name", at),
-                int(require(image, "height", at)),
-                int(require(image, "width", at)),
-            )
+        self.images = images_by_id(data, where)
         self.anns: dict[int, tuple] = {}
         for k, ann in enumerate(require(data, "annotations", where)):
             ann_id = ann.get("id")
@@ -117,16 +155,17 @@ class _Referring(ReaderDataset):
         )
 
     def _choose(self, refs: Any, split: str) -> list[dict]:
-        """The refs of `split`; a file without any names the splits it does have."""
-        if not isinstance(refs, list):
-            raise DataError(f"{self.refs_file}: expected a list of refs, got {type(refs).__name__}")
+        """The refs of `split`, a ref without `ref_id` numbered by its place; a file without any names its splits."""
+        refs = expect_list(refs, "refs", self.refs_file)
         chosen = [r for r in refs if isinstance(r, dict) and r.get("split") == split]
         if not chosen:
             splits = sorted({str(r.get("split")) for r in refs if isinstance(r, dict)})
             raise DataError(f"{self.refs_file}: no refs in split '{split}'. Splits present: {', '.join(splits)}")
-        return chosen
+        return [{"ref_id": k, **r} for k, r in enumerate(chosen)]
 
-    def _expand(self, ref_id: int, image_id: int, ann_ids: list[int], sentences: list, at: str, extra: dict) -> None:
+    def _expand(
+        self, ref_id: int, image_id: int, ann_ids: list[int], sentences: list, at: str, extra: dict
+    ) -> list[tuple]:
         """One record per sentence (X-SAM's per-expression evaluation) or per ref (PSALM joins its sentences)."""
         texts, sent_ids = [], []
         for j, sentence in enumerate(sentences):
@@ -135,10 +174,11 @@ class _Referring(ReaderDataset):
         if not texts:
             raise DataError(f"{at}: no sentences")
         if self.per == "ref":
-            self.records.append((ref_id, image_id, ann_ids, texts, {**extra, "sent_ids": sent_ids}))
-        else:
-            for text, sent_id in zip(texts, sent_ids, strict=True):
-                self.records.append((ref_id, image_id, ann_ids, [text], {**extra, "sent_id": sent_id}))
+            return [(ref_id, image_id, ann_ids, texts, {**extra, "sent_ids": sent_ids})]
+        return [
+            (ref_id, image_id, ann_ids, [text], {**extra, "sent_id": sent_id})
+            for text, sent_id in zip(texts, sent_ids, strict=True)
+        ]
 
 
 @register("dataset")
@@ -150,39 +190,20 @@ class RefCOCO(_Referring):
     `benchmark` defaults to "<refs folder>_<split>", e.g. "refcoco+_testA" for `refcoco+/refs(unc).p`.
     """
 
-    def __init__(
-        self,
-        refs_file: str | Path,
-        instances_file: str | Path,
-        image_root: str | Path,
-        split: str = "train",
-        per: Literal["expression", "ref"] = "expression",
-        transform: Transform | None = None,
-        max_bad: float = 0.01,
-        seed: int = 0,
-        benchmark: str | None = None,
-    ) -> None:
-        super().__init__(transform, max_bad, seed)
-        self.refs_file, self.image_root, self.per = Path(refs_file), Path(image_root), per
-        self.benchmark = benchmark or f"{self.refs_file.resolve().parent.name}_{split}"
-        chosen = self._choose(load_plain_pickle(self.refs_file), split)
-        self._index_instances(Path(instances_file), {r.get("ann_id") for r in chosen})
-        self.records: list[tuple] = []
-        for k, ref in enumerate(chosen):
-            at = f"{self.refs_file}: ref {ref.get('ref_id', k)}"
-            try:
-                ann_id = int(require(ref, "ann_id", at))
-                image_id = int(require(ref, "image_id", at))
-                if ann_id not in self.anns:
-                    raise DataError(f"{at}: annotation {ann_id} is not in {instances_file}")
-                if self.anns[ann_id][0] != image_id or image_id not in self.images:
-                    raise DataError(f"{at}: annotation {ann_id} does not belong to image {image_id}")
-                self._expand(
-                    int(ref.get("ref_id", k)), image_id, [ann_id], require(ref, "sentences", at), at, {"split": split}
-                )
-            except DataError as error:
-                self.skip_record(at, str(error), len(chosen))
-        self.sample_tasks = ["referring"] * len(self.records)
+    def _read_refs(self) -> Any:
+        return load_plain_pickle(self.refs_file)
+
+    def _wanted(self, chosen: list[dict]) -> set:
+        return {r.get("ann_id") for r in chosen}
+
+    def _targets(self, ref: dict, at: str, instances_file: str | Path) -> tuple[int, list[int]]:
+        ann_id = int(require(ref, "ann_id", at))
+        image_id = int(require(ref, "image_id", at))
+        if ann_id not in self.anns:
+            raise DataError(f"{at}: annotation {ann_id} is not in {instances_file}")
+        if self.anns[ann_id][0] != image_id or image_id not in self.images:
+            raise DataError(f"{at}: annotation {ann_id} does not belong to image {image_id}")
+        return image_id, [ann_id]
 
 
 @register("dataset")
@@ -194,44 +215,27 @@ class GRefCOCO(_Referring):
     benchmark, not of the answer, which the model must not be told. `benchmark` defaults to "<refs folder>_<split>".
     """
 
-    def __init__(
-        self,
-        refs_file: str | Path,
-        instances_file: str | Path,
-        image_root: str | Path,
-        split: str = "train",
-        per: Literal["expression", "ref"] = "expression",
-        transform: Transform | None = None,
-        max_bad: float = 0.01,
-        seed: int = 0,
-        benchmark: str | None = None,
-    ) -> None:
-        super().__init__(transform, max_bad, seed)
-        self.refs_file, self.image_root, self.per = Path(refs_file), Path(image_root), per
-        self.benchmark = benchmark or f"{self.refs_file.resolve().parent.name}_{split}"
-        chosen = self._choose(load_json(self.refs_file), split)
-        wanted = {a for r in chosen for a in np.atleast_1d(r.get("ann_id", [])).tolist()}
-        self._index_instances(Path(instances_file), wanted)
-        self.records: list[tuple] = []
-        for k, ref in enumerate(chosen):
-            at = f"{self.refs_file}: ref {ref.get('ref_id', k)}"
-            try:
-                image_id = int(require(ref, "image_id", at))
-                ann_ids = [int(a) for a in np.atleast_1d(require(ref, "ann_id", at)).tolist()]
-                no_target = bool(ref.get("no_target", False)) or ann_ids == [-1]
-                if no_target:
-                    if any(a != -1 for a in ann_ids):
-                        raise DataError(f"{at}: marked no_target but lists annotations {ann_ids}")
-                    ann_ids = []
-                elif not ann_ids or -1 in ann_ids:
-                    raise DataError(f"{at}: ann_id {ann_ids} is neither targets nor the no-target marker [-1]")
-                for ann_id in ann_ids:
-                    if ann_id not in self.anns or self.anns[ann_id][0] != image_id:
-                        raise DataError(f"{at}: annotation {ann_id} is not an annotation of image {image_id}")
-                if image_id not in self.images:
-                    raise DataError(f"{at}: image {image_id} is not in {instances_file}")
-                extra = {"split": split, "generalized": True}
-                self._expand(int(ref.get("ref_id", k)), image_id, ann_ids, require(ref, "sentences", at), at, extra)
-            except DataError as error:
-                self.skip_record(at, str(error), len(chosen))
-        self.sample_tasks = ["referring"] * len(self.records)
+    _extra = {"generalized": True}
+
+    def _read_refs(self) -> Any:
+        return load_json(self.refs_file)
+
+    def _wanted(self, chosen: list[dict]) -> set:
+        return {a for r in chosen for a in np.atleast_1d(r.get("ann_id", [])).tolist()}
+
+    def _targets(self, ref: dict, at: str, instances_file: str | Path) -> tuple[int, list[int]]:
+        image_id = int(require(ref, "image_id", at))
+        ann_ids = [int(a) for a in np.atleast_1d(require(ref, "ann_id", at)).tolist()]
+        no_target = bool(ref.get("no_target", False)) or ann_ids == [-1]
+        if no_target:
+            if any(a != -1 for a in ann_ids):
+                raise DataError(f"{at}: marked no_target but lists annotations {ann_ids}")
+            ann_ids = []
+        elif not ann_ids or -1 in ann_ids:
+            raise DataError(f"{at}: ann_id {ann_ids} is neither targets nor the no-target marker [-1]")
+        for ann_id in ann_ids:
+            if ann_id not in self.anns or self.anns[ann_id][0] != image_id:
+                raise DataError(f"{at}: annotation {ann_id} is not an annotation of image {image_id}")
+        if image_id not in self.images:
+            raise DataError(f"{at}: image {image_id} is not in {instances_file}")
+        return image_id, ann_ids
