@@ -17,7 +17,7 @@ from transformers import SamVisionConfig
 from transformers.models.sam.modeling_sam import SamVisionAttention
 
 from zoo.kernels.deformable_attention import reference_deformable_attention
-from zoo.kernels.deformable_triton import triton_deformable_attention
+from zoo.kernels.deformable_triton import _backward_kernel, _forward_kernel, triton_deformable_attention
 from zoo.kernels.sam_attention import use_fused_attention
 
 
@@ -85,6 +85,8 @@ def main() -> None:
     for name, case in (("deformable attention (X-SAM sizes)", deformable_case), ("SAM ViT-L global layer", sam_case)):
         for impl, ms in case(dtype).items():
             print(f"{name:<38}{impl:<14}{ms:>8.2f}")
+    for kernel in (_forward_kernel, _backward_kernel):
+        print(f"autotuner's choice for {kernel.base_fn.__name__}: {kernel.best_config}")
 
 
 if __name__ == "__main__":

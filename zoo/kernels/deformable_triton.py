@@ -9,12 +9,24 @@ Shapes: value [B, S, H, D], locations [B, Q, H, L, P, 2] (x, y in [0, 1]), weigh
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-BLOCK_Q = 64
+
+def _configs() -> list[triton.Config]:
+    """Query-block sizes and warps to try on the GPU: 16, 8, 4 or 2 channels a thread per corner read (ptxas at
+    sm_90: about 255, 188, 116 and 80 forward registers, `benchmarks/kernel_resources.py`), i.e. more reads in
+    flight a thread against more warps resident. The first call for each (heads, dim, levels, points, dtypes) times
+    them all and keeps the fastest. Triton's interpreter gets one, since it has no timer to choose with."""
+    configs = [triton.Config({"BLOCK_Q": q}, num_warps=w) for q, w in ((64, 4), (32, 4), (16, 4), (32, 8), (16, 8))]
+    return configs[:1] if os.environ.get("TRITON_INTERPRET") == "1" else configs
+
+
+KEY = ["HEADS", "DIM", "LEVELS", "POINTS"]  # not the query count: a new image size reuses the choice
 
 
 @triton.jit
@@ -24,6 +36,14 @@ def _load_corner(value_ptr, yi, xi, height, width, start, row_stride, d, dmask, 
     offset = (start + yi * width + xi) * row_stride
     rows = tl.load(value_ptr + offset[:, None] + d[None, :], mask=valid[:, None] & dmask[None, :], other=0.0)
     return rows.to(tl.float32), valid, offset
+
+
+@triton.jit
+def _scatter(grad_value_base, offset, valid, d, dmask, scale, grad_out):
+    """Add scale * grad_out into one corner's value-gradient rows: fp32 atomics, relaxed (only the sum matters, so
+    no ordering fences)."""
+    rows = grad_value_base + offset[:, None] + d[None, :]
+    tl.atomic_add(rows, scale[:, None] * grad_out, mask=valid[:, None] & dmask[None, :], sem="relaxed")
 
 
 @triton.jit
@@ -62,6 +82,7 @@ def _bilinear(loc_ptr, sample, qmask, width, height):
     return x0.to(tl.int32), y0.to(tl.int32), lx, ly, 1.0 - lx, 1.0 - ly
 
 
+@triton.autotune(configs=_configs(), key=KEY)
 @triton.jit
 def _forward_kernel(
     value_ptr,
@@ -99,6 +120,7 @@ def _forward_kernel(
     tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=qmask[:, None] & dmask[None, :])
 
 
+@triton.autotune(configs=_configs(), key=KEY, reset_to_zero=["grad_value_ptr"])  # timing runs accumulate
 @triton.jit
 def _backward_kernel(
     value_ptr,
@@ -145,19 +167,10 @@ def _backward_kernel(
             grad_y = weight * (hx * (g10 - g00) + lx * (g11 - g01)) * height
             tl.store(grad_loc_ptr + 2 * sample, grad_x, mask=qmask)
             tl.store(grad_loc_ptr + 2 * sample + 1, grad_y, mask=qmask)
-            cols = d[None, :]
-            tl.atomic_add(
-                grad_value_base + o00[:, None] + cols, (weight * hy * hx)[:, None] * grad_out, mask=m00[:, None] & dmask
-            )
-            tl.atomic_add(
-                grad_value_base + o01[:, None] + cols, (weight * hy * lx)[:, None] * grad_out, mask=m01[:, None] & dmask
-            )
-            tl.atomic_add(
-                grad_value_base + o10[:, None] + cols, (weight * ly * hx)[:, None] * grad_out, mask=m10[:, None] & dmask
-            )
-            tl.atomic_add(
-                grad_value_base + o11[:, None] + cols, (weight * ly * lx)[:, None] * grad_out, mask=m11[:, None] & dmask
-            )
+            _scatter(grad_value_base, o00, m00, d, dmask, weight * hy * hx, grad_out)
+            _scatter(grad_value_base, o01, m01, d, dmask, weight * hy * lx, grad_out)
+            _scatter(grad_value_base, o10, m10, d, dmask, weight * ly * hx, grad_out)
+            _scatter(grad_value_base, o11, m11, d, dmask, weight * ly * lx, grad_out)
 
 
 def _level_tables(shapes: list[tuple[int, int]], device: torch.device) -> tuple[Tensor, Tensor]:
@@ -170,6 +183,11 @@ def _level_tables(shapes: list[tuple[int, int]], device: torch.device) -> tuple[
     )
 
 
+def _grid(num_queries: int, batch_heads: int):
+    """Launch grid for whichever query block the autotuner runs: (query blocks, batch * heads)."""
+    return lambda meta: (triton.cdiv(num_queries, meta["BLOCK_Q"]), batch_heads)
+
+
 class TritonDeformableAttention(torch.autograd.Function):
     """Autograd wrapper: value in its own dtype (bf16 under autocast), locations and weights read as fp32."""
 
@@ -180,10 +198,9 @@ class TritonDeformableAttention(torch.autograd.Function):
         _, num_queries, _, levels, points, _ = locations.shape
         shape_table, starts = _level_tables(shapes, value.device)
         out = torch.empty(batch, num_queries, heads, dim, dtype=value.dtype, device=value.device)
-        grid = (triton.cdiv(num_queries, BLOCK_Q), batch * heads)
-        _forward_kernel[grid](
+        _forward_kernel[_grid(num_queries, batch * heads)](
             value, shape_table, starts, locations, weights, out, num_keys, num_queries,
-            HEADS=heads, DIM=dim, LEVELS=levels, POINTS=points, BLOCK_Q=BLOCK_Q, BLOCK_D=triton.next_power_of_2(dim),
+            HEADS=heads, DIM=dim, LEVELS=levels, POINTS=points, BLOCK_D=triton.next_power_of_2(dim),
         )  # fmt: skip
         ctx.save_for_backward(value, shape_table, starts, locations, weights)
         return out.flatten(2)
@@ -196,11 +213,10 @@ class TritonDeformableAttention(torch.autograd.Function):
         grad_value = torch.zeros(value.shape, dtype=torch.float32, device=value.device)
         grad_loc = torch.empty(locations.shape, dtype=torch.float32, device=value.device)
         grad_attn = torch.empty(weights.shape, dtype=torch.float32, device=value.device)
-        grid = (triton.cdiv(num_queries, BLOCK_Q), batch * heads)
-        _backward_kernel[grid](
+        _backward_kernel[_grid(num_queries, batch * heads)](
             value, shape_table, starts, locations, weights, grad_out.contiguous(), grad_value, grad_loc, grad_attn,
             num_keys, num_queries,
-            HEADS=heads, DIM=dim, LEVELS=levels, POINTS=points, BLOCK_Q=BLOCK_Q, BLOCK_D=triton.next_power_of_2(dim),
+            HEADS=heads, DIM=dim, LEVELS=levels, POINTS=points, BLOCK_D=triton.next_power_of_2(dim),
         )  # fmt: skip
         return grad_value.to(value.dtype), None, grad_loc.to(locations.dtype), grad_attn.to(weights.dtype)
 
