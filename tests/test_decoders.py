@@ -145,6 +145,8 @@ def test_mask_decoder_matches_transformers_with_the_same_weights() -> None:
         k.replace("query_embed.", "queries_embedder.").replace("query_feat.", "queries_features."): v
         for k, v in ours.state_dict().items()
     }
+    if isinstance(reference.input_projections, list):  # transformers <= 5.17 leaves them unregistered
+        reference.input_projections = nn.ModuleList(reference.input_projections)
     reference.load_state_dict(state, strict=True)
     pixel = pixel_features(in_dim=24, mask_dim=16)
     with torch.no_grad():
