@@ -284,6 +284,38 @@ def count_flops(fn: Callable[[], None], shape_only: bool = False) -> int:
     return counter.get_total_flops()
 
 
+class OpCounter(TorchDispatchMode):
+    """Counts the ops a call dispatches, forward and backward, views aside: about the kernels a GPU launches, each
+    costing host time whether or not the GPU is busy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        self.count += not func.is_view
+        return func(*args, **(kwargs or {}))
+
+
+def count_ops(fn: Callable[[], None]) -> int:
+    with OpCounter() as counter:
+        fn()
+    return counter.count
+
+
+def host_syncs(fn: Callable[[], None]) -> int:
+    """Device-to-host synchronisations in one call (each drains the GPU's queue), as CUDA's sync debug mode
+    reports them; its docs warn that it may miss some."""
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fn()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return sum("synchronizing CUDA operation" in str(w.message) for w in caught)
+
+
 class ShapeOnly(TorchDispatchMode):
     """Skips the FLOP-heavy ops: their outputs are zeros of the shape the op's meta kernel gives."""
 
@@ -331,6 +363,9 @@ def benchmark(args: argparse.Namespace) -> None:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     times: dict[str, float] = {}
     flops: dict[str, int] = {"total": count_flops(lambda: _forward_backward(module, batch, autocast))}
+    ops = count_ops(lambda: _forward_backward(module, batch, autocast))
+    syncs = host_syncs(lambda: _forward_backward(module, batch, autocast)) if device.type == "cuda" else None
+    module.zero_grad(set_to_none=True)
     for row, fns in part_runs(module, batch, autocast).items():
         times[row] = sum(timed(fn, timer, 1, args.steps) for fn in fns)
         flops[row] = sum(count_flops(fn) for fn in fns)
@@ -349,6 +384,8 @@ def benchmark(args: argparse.Namespace) -> None:
     if args.peak_tflops:
         mfu += f"; {100 * total_tflops / args.peak_tflops:.1f} % of {args.peak_tflops:.0f} TFLOP/s"
     print(f"model FLOPs per step {flops['total'] / 1e9:,.1f} GFLOP -> {total_tflops:.3f} TFLOP/s | MFU {mfu}")
+    print(f"ops dispatched per forward+backward {ops:,} (about the kernel launches) | host syncs "
+          f"{syncs if syncs is not None else '- (CUDA only)'}")  # fmt: skip
     print(f"\n{'part (alone, fwd+bwd)':<26}{'ms':>10}{'% step':>9}{'GFLOP':>12}{'TFLOP/s':>10}")
     rows = [(row, times.get(row), flops.get(row)) for row in BUCKETS] + [("optimizer step", optimizer_ms, None)]
     accounted = sum(t for _, t, _ in rows if t is not None)

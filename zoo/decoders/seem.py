@@ -253,7 +253,7 @@ class SeemDecoder(MaskDecoder):
         sizes = [part[0].shape[1] for part in parts]
         ends = torch.tensor(sizes).cumsum(0).tolist()
         spans = {g: (end - size, end) for g, size, end in zip(groups, sizes, ends, strict=True)}
-        group_ids = torch.arange(len(groups), device=device).repeat_interleave(torch.tensor(sizes, device=device))
+        group_ids = torch.cat([torch.full((size,), g, device=device) for g, size in enumerate(sizes)])
         content, pos, owner, valid = (torch.cat([part[i] for part in parts], 1 if i != 2 else 0) for i in range(4))
         return content, pos, group_ids, owner, valid, spans
 

@@ -103,7 +103,9 @@ class HungarianMatcher(nn.Module):
         pred = point_sample(pred_masks[live].float(), coords)  # [L, Q, P]
         targets = [target_masks[b].float().to(device) for b in live]
         sizes = [len(t) for t in targets]
-        tgt = point_sample_groups(targets, coords.repeat_interleave(torch.tensor(sizes, device=device), 0))
+        # Image i's points repeated for its n_i targets, sizes known here: no device -> host sync to learn them.
+        repeated = torch.cat([c.expand(n, -1, -1) for c, n in zip(coords[:, None], sizes, strict=True)])
+        tgt = point_sample_groups(targets, repeated)
         return live, sizes, self._cost(pred, nn.utils.rnn.pad_sequence(list(tgt.split(sizes)), batch_first=True))
 
     @staticmethod
