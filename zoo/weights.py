@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class MissingWeightsError(FileNotFoundError):
@@ -18,3 +22,15 @@ def require_file(path: str, what: str, setting: str) -> Path:
             f"`{setting}` in the recipe to a local file (zoo never downloads at run time)."
         )
     return p
+
+
+def from_local(load: Callable[..., T], pretrained: str, what: str, example: str = "<id>") -> T:
+    """`load(pretrained, local_files_only=True)` (a transformers `from_pretrained`), or one clear error naming the
+    component, what to download (`example`, a Hugging Face id) and the recipe key that points at it."""
+    try:
+        return load(pretrained, local_files_only=True)
+    except OSError as err:
+        raise MissingWeightsError(
+            f"{what} '{pretrained}' is not on this machine. Download it yourself (e.g. `hf download {example} "
+            f"--local-dir DIR`) and set `pretrained: DIR` in the recipe; zoo never downloads. ({err})"
+        ) from None

@@ -12,7 +12,7 @@ from zoo.encoders.base import Encoder
 from zoo.kernels.sam_attention import use_fused_attention
 from zoo.registry import register
 from zoo.types import FeatureSpec
-from zoo.weights import MissingWeightsError
+from zoo.weights import from_local
 
 
 @dataclass
@@ -50,13 +50,7 @@ def hf_vision_model(cls: type, config_cls: type, pretrained: str | None, arch: o
         raise ValueError(f"{what} needs exactly one of `pretrained` (local weights) or `arch` (random init)")
     if arch is not None:
         return cls(config_cls(**{k: list(v) if isinstance(v, tuple) else v for k, v in vars(arch).items()}))
-    try:
-        return cls.from_pretrained(pretrained, local_files_only=True)
-    except OSError as err:
-        raise MissingWeightsError(
-            f"{what}: weights '{pretrained}' are not on this machine. Download them yourself (e.g. "
-            f"`hf download <id> --local-dir DIR`) and set `pretrained: DIR` in the recipe; zoo never downloads. ({err})"
-        ) from None
+    return from_local(cls.from_pretrained, pretrained, f"{what} weights")
 
 
 @register("encoder")

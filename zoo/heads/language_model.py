@@ -11,7 +11,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from zoo.distributed import mean_over_ranks
 from zoo.heads.tokenizers import load_tokenizer
 from zoo.registry import register
-from zoo.weights import MissingWeightsError
+from zoo.weights import from_local
 
 MAX_MEMOISED_TEXTS = 65536  # a RefCOCO-size set of expressions; the memo restarts when full
 
@@ -59,14 +59,7 @@ class CausalLM(nn.Module):
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if pretrained is not None:
-            try:
-                self.model = AutoModelForCausalLM.from_pretrained(pretrained, local_files_only=True)
-            except OSError as err:
-                raise MissingWeightsError(
-                    f"Language model '{pretrained}' is not on this machine. Download it yourself (e.g. "
-                    f"`hf download {pretrained} --local-dir DIR`) and set `pretrained: DIR` in the recipe; "
-                    f"zoo never downloads. ({err})"
-                ) from None
+            self.model = from_local(AutoModelForCausalLM.from_pretrained, pretrained, "Language model", pretrained)
         else:
             config = AutoConfig.for_model(
                 arch.model_type,

@@ -17,7 +17,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from zoo.heads.tokenizers import load_tokenizer
 from zoo.registry import register
-from zoo.weights import MissingWeightsError
+from zoo.weights import from_local
 
 # CLIP's ImageNet prompt templates, the subset X-Decoder / SEEM's prompt engineering draws from.
 CLIP_TEMPLATES = (
@@ -70,14 +70,9 @@ class TextEncoder(nn.Module):
             raise ValueError(f"every prompt template needs a '{{}}' slot for the class name, got {templates}")
         self.tokenizer = load_tokenizer(tokenizer or pretrained)
         if pretrained is not None:
-            try:
-                self.model = CLIPTextModel.from_pretrained(pretrained, local_files_only=True)
-            except OSError as err:
-                raise MissingWeightsError(
-                    f"Text encoder '{pretrained}' is not on this machine. Download it yourself (e.g. `hf download "
-                    f"openai/clip-vit-base-patch32 --local-dir DIR`) and set `pretrained: DIR`; zoo never "
-                    f"downloads. ({err})"
-                ) from None
+            self.model = from_local(
+                CLIPTextModel.from_pretrained, pretrained, "Text encoder", "openai/clip-vit-base-patch32"
+            )
         else:
             tok = self.tokenizer
             config = CLIPTextConfig(
