@@ -6,8 +6,10 @@
 # Then one device call per group, carrying .whl (each group fits the 10-minute limit of one call):
 #   bash benchmarks/gpu_session.sh kernels xsam
 #   bash benchmarks/gpu_session.sh psalm
+#   bash benchmarks/gpu_session.sh levers         (if a target is missed: what the obvious switches buy)
 # Parts: kernels (GPU parity tests + attention_kernels.py), xsam (X-SAM stage 1), psalm (PSALM stage 3, panoptic
-# and referring). A failing part is reported and the next one still runs; the exit status counts the failures.
+# and referring), levers (PSALM stage 3 without the LM's gradient checkpointing; both recipes with the decoders
+# compiled). A failing part is reported and the next one still runs; the exit status counts the failures.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/zoo-gpu}
@@ -48,8 +50,14 @@ for group in "${@:-kernels}"; do
             part psalm_stage3 python3 benchmarks/train_step.py --config recipes/psalm/stage3.yaml
             part psalm_stage3_referring python3 benchmarks/train_step.py --config recipes/psalm/stage3.yaml --task referring
             ;;
+        levers)
+            part psalm_stage3_no_lm_checkpointing python3 benchmarks/train_step.py --config recipes/psalm/stage3.yaml \
+                --set model.gradient_checkpointing=false
+            part xsam_stage1_compiled python3 benchmarks/train_step.py --config recipes/xsam/stage1.yaml \
+                --set "model.compile_parts=[pixel_decoder, mask_decoder]"
+            ;;
         *)
-            echo "unknown part '$group' (kernels, xsam, psalm)" >&2
+            echo "unknown part '$group' (kernels, xsam, psalm, levers)" >&2
             failures=$((failures + 1))
             ;;
     esac

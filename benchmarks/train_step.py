@@ -3,6 +3,7 @@
     python benchmarks/train_step.py --config recipes/xsam/stage1.yaml          # GPU: bf16, batch 4, 1024 px
     python benchmarks/train_step.py --smoke                                      # CPU: tiny PSALM, the same table
     python benchmarks/train_step.py --flops-only --config recipes/psalm/stage3.yaml  # CPU: FLOPs at full size
+    python benchmarks/train_step.py --config recipes/psalm/stage3.yaml --set model.gradient_checkpointing=false
 
 Weights named by a recipe (`pretrained:` folders, timm `weights:` files) are replaced by random weights of the same
 architecture (RANDOM_ARCHS), so nothing is downloaded. Steps (forward + criterion + backward + optimizer, the
@@ -117,14 +118,16 @@ def _find(node: Any, key: str) -> Any:
     return None
 
 
-def build(configs: list[str]) -> tuple[nn.Module, int]:
-    """The recipe's ZooModule (random weights, real vocab sizes) and the image size its data uses."""
+def build(configs: list[str], settings: list[str] = ()) -> tuple[nn.Module, int]:
+    """The recipe's ZooModule (random weights, real vocab sizes) and the image size its data uses; `settings` are
+    `KEY=VALUE` overrides as `zoo fit --KEY=VALUE` takes them."""
     layers = [arg for path in recipe_layers([Path(c) for c in configs]) for arg in ("--config", str(path))]
     overrides = [
         "--trainer.accelerator=cpu",
         "--trainer.devices=1",
         "--trainer.strategy=auto",
         "--trainer.logger=false",
+        *(f"--{setting}" for setting in settings),
     ]
     cli = RandomWeightsCLI(args=[*layers, *overrides], run=False)
     module = cli.model
@@ -346,7 +349,7 @@ def fmt(x: float | None, unit: str = "", digits: int = 1) -> str:
 
 def benchmark(args: argparse.Namespace) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
-    module, image_size = build(args.config)
+    module, image_size = build(args.config, args.set)
     image_size = args.image_size or image_size
     module.to(device).train()
     use_bf16 = device.type == "cuda" and args.precision == "bf16"
@@ -373,7 +376,8 @@ def benchmark(args: argparse.Namespace) -> None:
     optimizer.zero_grad(set_to_none=True)
     rate = matmul_tflops(device) if device.type == "cuda" else None
 
-    print(f"recipe: {' + '.join(args.config)} | task {args.task} | batch {args.batch_size} | {image_size} px | "
+    recipe = " + ".join(args.config + args.set)
+    print(f"recipe: {recipe} | task {args.task} | batch {args.batch_size} | {image_size} px | "
           f"{device} {torch.cuda.get_device_name() if device.type == 'cuda' else ''} | "
           f"{'bf16 autocast' if use_bf16 else 'fp32'} | torch {torch.__version__}")  # fmt: skip
     print(f"step {step:.1f} ms (median of {args.steps} after {args.warmup} warm-up) | "
@@ -416,14 +420,14 @@ def _forward_backward(module: nn.Module, batch: Batch, autocast: Any) -> None:
     loss.backward()
 
 
-def recipe_flops(config: str, task: str, image_size: int | None) -> dict[str, int]:
+def recipe_flops(config: str, args: argparse.Namespace) -> dict[str, int]:
     """FLOPs of one batch-1 training step of a recipe (total and per part), matmuls skipped (ShapeOnly)."""
-    module, recipe_size = build([config])
+    module, recipe_size = build([config], args.set)
     module.to(torch.bfloat16).train()  # FLOPs do not depend on the dtype; memory does
     for p in module.parameters():  # drop each gradient once accumulated: a full-size model's grads need not fit
         if p.requires_grad:
             p.register_post_accumulate_grad_hook(lambda p: setattr(p, "grad", None))
-    batch = make_batch(task, 1, image_size or recipe_size, torch.device("cpu"))
+    batch = make_batch(args.task, 1, args.image_size or recipe_size, torch.device("cpu"))
     batch = _map_tensors(batch, lambda t: t.to(torch.bfloat16) if t.is_floating_point() else t)
     flops = {"total": count_flops(lambda: _forward_backward(module, batch, nullcontext()), shape_only=True)}
     with ShapeOnly():
@@ -436,7 +440,7 @@ def flops_only(args: argparse.Namespace) -> None:
     """FLOPs of one training step (forward + backward) of each full-size recipe and of its parts, on the CPU."""
     print(f"{'recipe':<30}{'part (alone, fwd+bwd)':<26}{'TFLOP/step':>12}   (batch {args.batch_size} = x batch 1)")
     for config in args.config:
-        for row, value in recipe_flops(config, args.task, args.image_size).items():
+        for row, value in recipe_flops(config, args).items():
             print(f"{config:<30}{row:<26}{value * args.batch_size / 1e12:>12.2f}")
 
 
@@ -450,6 +454,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16", help="bf16 autocast on a GPU")
     parser.add_argument("--peak-tflops", type=float, default=None, help="nominal peak for a second MFU figure")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="a recipe override as `zoo fit --KEY=VALUE` takes it, e.g. model.gradient_checkpointing=false",
+    )  # fmt: skip
     parser.add_argument("--smoke", action="store_true", help="CPU run of a tiny recipe (default tiny PSALM)")
     parser.add_argument("--flops-only", action="store_true", help="count FLOPs of full recipes on the CPU")
     args = parser.parse_args()
