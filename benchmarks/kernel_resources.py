@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from zoo.kernels.deformable_triton import _configs
+from zoo.kernels.deformable_triton import autotune_configs
 from zoo.kernels.triton_ahead import compile_kernel, usage
 
 REGISTERS_PER_SM = 65536
@@ -32,7 +32,7 @@ def main() -> None:
     print(f"sm_{args.arch}; value bf16; 8 heads x 32 channels, 3 levels, 4 points")
     print(f"{'kernel':10} {'BLOCK_Q':>7} {'warps':>5} {'channels/thread':>15} {'registers':>9} {'stack B':>7} "
           f"{'resident warps/SM':>17}")  # fmt: skip
-    for config in _configs():
+    for config in autotune_configs():
         for kind in ("forward", "backward"):
             found = usage(compile_kernel(kind, config, arch=args.arch))
             channels = config.kwargs["BLOCK_Q"] * 32 // (32 * config.num_warps)

@@ -12,14 +12,14 @@ import pytest
 
 triton = pytest.importorskip("triton")
 
-from zoo.kernels.deformable_triton import _configs  # noqa: E402
+from zoo.kernels.deformable_triton import autotune_configs  # noqa: E402
 from zoo.kernels.triton_ahead import compile_kernel, usage  # noqa: E402
 
 CONFIG = triton.Config({"BLOCK_Q": 16}, num_warps=4)  # the cheapest to compile of the autotuner's configs
 
 
 def test_the_autotuner_tries_the_compiled_config() -> None:
-    assert any(c.kwargs == CONFIG.kwargs and c.num_warps == CONFIG.num_warps for c in _configs())
+    assert any(c.kwargs == CONFIG.kwargs and c.num_warps == CONFIG.num_warps for c in autotune_configs())
 
 
 def test_forward_reads_value_rows_as_vectors() -> None:

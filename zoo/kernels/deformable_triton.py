@@ -17,7 +17,7 @@ import triton.language as tl
 from torch import Tensor
 
 
-def _configs() -> list[triton.Config]:
+def autotune_configs() -> list[triton.Config]:
     """Query-block sizes and warps to try on the GPU: 16, 8, 4 or 2 channels a thread per corner read (ptxas at
     sm_90: about 255, 188, 116 and 80 forward registers, `benchmarks/kernel_resources.py`), i.e. more reads in
     flight a thread against more warps resident. The first call for each (heads, dim, levels, points, dtypes) times
@@ -82,7 +82,7 @@ def _bilinear(loc_ptr, sample, qmask, width, height):
     return x0.to(tl.int32), y0.to(tl.int32), lx, ly, 1.0 - lx, 1.0 - ly
 
 
-@triton.autotune(configs=_configs(), key=KEY)
+@triton.autotune(configs=autotune_configs(), key=KEY)
 @triton.jit
 def _forward_kernel(
     value_ptr,
@@ -120,7 +120,7 @@ def _forward_kernel(
     tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=qmask[:, None] & dmask[None, :])
 
 
-@triton.autotune(configs=_configs(), key=KEY, reset_to_zero=["grad_value_ptr"])  # timing runs accumulate
+@triton.autotune(configs=autotune_configs(), key=KEY, reset_to_zero=["grad_value_ptr"])  # timing runs accumulate
 @triton.jit
 def _backward_kernel(
     value_ptr,
