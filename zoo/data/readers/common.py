@@ -266,6 +266,10 @@ class AnnotationFileReader(ReaderDataset):
         self.annotation_file, self.image_root = Path(annotation_file), Path(image_root)
         self.benchmark = benchmark or self.annotation_file.stem
 
+    def json_list(self, what: str) -> list:
+        """The annotation file's records, which these formats store as one JSON list of `what`."""
+        return expect_list(load_json(self.annotation_file), what, self.annotation_file)
+
     def load_indexed_image(self, image_id: Any, file_name: str, height: int, width: int) -> tuple[Tensor, str]:
         """An indexed image, checked against its recorded size, and the name of its record for later errors."""
         where = f"{self.annotation_file}: image {image_id} ('{file_name}')"

@@ -12,9 +12,7 @@ from zoo.data.readers.common import (
     DataError,
     compact_segmentation,
     decode_segmentation,
-    expect_list,
     load_image,
-    load_json,
     require,
     stack_masks,
 )
@@ -46,7 +44,7 @@ class GroundedCaptions(AnnotationFileReader):
     ) -> None:
         super().__init__(annotation_file, image_root, transform, max_bad, seed, benchmark)
         self.instruction = instruction
-        records = expect_list(load_json(self.annotation_file), "records", self.annotation_file)
+        records = self.json_list("records")
         self.index_records(
             records,
             "caption",

@@ -15,8 +15,6 @@ from zoo.data.readers.common import (
     DataError,
     compact_segmentation,
     decode_segmentation,
-    expect_list,
-    load_json,
     require,
     stack_masks,
 )
@@ -64,7 +62,7 @@ class _PromptReader(AnnotationFileReader):
         if prompt_type is not None and prompt_type not in KINDS:
             raise ValueError(f"Unknown prompt_type '{prompt_type}'. Candidates: {', '.join(KINDS)}.")
         self.prompt_type = prompt_type
-        records = expect_list(load_json(self.annotation_file), "image records", self.annotation_file)
+        records = self.json_list("image records")
         self.index_records(records, self.task, self._locate, self._parse)
 
     def _locate(self, k: int, record: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from zoo.data.readers.common import AnnotationFileReader, DataError, expect_list, load_image, load_json, require
+from zoo.data.readers.common import AnnotationFileReader, DataError, load_image, require
 from zoo.data.schema import Sample
 from zoo.data.transforms import Transform
 from zoo.registry import register
@@ -30,7 +30,7 @@ class LlavaConversations(AnnotationFileReader):
         benchmark: str | None = None,
     ) -> None:
         super().__init__(annotation_file, image_root, transform, max_bad, seed, benchmark)
-        records = expect_list(load_json(self.annotation_file), "records", self.annotation_file)
+        records = self.json_list("records")
         self.index_records(
             records,
             "caption",
