@@ -12,12 +12,13 @@ import yaml
 
 from tests.cli_helpers import ParseOnly
 from tests.conftest import ROOT
+from zoo.bridges import LLMQueries, SegAdd
 from zoo.cli import ZooCLI, main
 from zoo.connectors import SamConnector
 from zoo.curriculum import recipe_layers
 from zoo.encoders import MultiEncoder, TimmEncoder
 from zoo.grid import comparison, load_grid, run_grid, to_csv, to_markdown
-from zoo.heads import ConditionHead, CosineHead, LLMQueries, SegAdd
+from zoo.heads import ConditionHead, CosineHead
 
 ABLATIONS = ROOT / "recipes" / "ablations"
 # What each tiny overlay must build: encoder, connector, bridge, head classes and the language model's family.

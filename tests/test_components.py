@@ -10,10 +10,12 @@ from tests.test_data_roundtrip import DATA_CHECKS
 from tests.test_seem import SEEM_CHECKS
 from tests.test_xsam import XSAM_CHECKS
 from zoo import registry
+from zoo.bridges import LearnedQueries, LLMQueries
 from zoo.data import SyntheticSegmentation, collate
 from zoo.decoders import Mask2FormerDecoder, MSDeformAttnPixelDecoder
 from zoo.encoders import TimmEncoder
-from zoo.heads import CausalLM, ConditionHead, LearnedQueries, LinearClassHead, LLMQueries, LMArch
+from zoo.heads import ConditionHead, LinearClassHead
+from zoo.language import CausalLM, LMArch
 from zoo.losses import SetCriterion
 from zoo.projectors import ConvProjector, MLPProjector
 from zoo.types import BridgeOutput, Dims, FeatureSpec, PixelFeatures, Prediction

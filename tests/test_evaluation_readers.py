@@ -30,7 +30,8 @@ from zoo.losses import SeemCriterion, SetCriterion
 from zoo.metrics import instance_topk
 from zoo.model import ModelOutput
 from zoo.module import ZooModule
-from zoo.types import TASK_SCORING, Batch, Prediction
+from zoo.tasks import task_spec
+from zoo.types import Batch, Prediction
 
 SIZE = 32
 CATEGORIES = [{"id": 3, "name": "cat", "isthing": 1}, {"id": 5, "name": "dog", "isthing": 1}]
@@ -382,7 +383,7 @@ def test_seem_serves_vgd_prompts_like_interactive(synth: Path) -> None:
     assert [len(q) for q, _ in indices] == [2, 3]
     for (queries, targets), labels in zip(indices, batch.labels, strict=True):
         assert queries.tolist() == labels[targets].tolist()  # query k is prompt k's own
-    losses = criterion(out, batch.masks, batch.labels, TASK_SCORING["vgd"])
+    losses = criterion(out, batch.masks, batch.labels, task_spec("vgd").scoring)
     assert all(torch.isfinite(v) and v < 100 for v in losses.values())
     sum(losses.values()).backward()
 
@@ -432,7 +433,7 @@ def test_xsam_bridge_serves_vgd_prompts_like_interactive(synth: Path) -> None:
 
     dataset = VisualGrounding(synth / "coco_vgdseg_val.json", synth / "images")
     batch = collate([dataset[0], dataset[1]])
-    assert batch.task == "vgd" and TASK_SCORING[batch.task] == "sigmoid"
+    assert batch.task == "vgd" and task_spec(batch.task).scoring == "sigmoid"
     encoder = dual_encoder()
     out = seg_add(encoder).eval()(batch, encoder(batch.images))
     counts = [len(p) for p in batch.prompts]

@@ -11,8 +11,8 @@ from safetensors.torch import save_file
 
 from tests.conftest import tiny_encoder_args
 from zoo.encoders import TimmEncoder
-from zoo.heads import CausalLM, LMArch
-from zoo.heads.tokenizers import synthetic_tokenizer
+from zoo.language import CausalLM, LMArch
+from zoo.language.tokenizers import load_tokenizer
 from zoo.weights import MissingWeightsError
 
 
@@ -33,7 +33,7 @@ def test_transformers_model_saved_locally_loads_like_a_full_recipe(tmp_path: Pat
 
 
 def test_lora_wraps_the_language_model_and_trains_only_adapters() -> None:
-    from zoo.heads import LoraSettings
+    from zoo.language import LoraSettings
 
     lm = CausalLM(
         arch=LMArch(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64),
@@ -68,6 +68,6 @@ def test_missing_weights_give_one_clear_error(tmp_path: Path) -> None:
 def test_synthetic_tokenizer_covers_the_dataset_vocabulary() -> None:
     from zoo.data import VOCABULARY
 
-    tok = synthetic_tokenizer()
+    tok = load_tokenizer("synthetic-words")
     ids = tok(" ".join(VOCABULARY), add_special_tokens=False)["input_ids"]
     assert tok.unk_token_id not in ids and len(ids) == len(VOCABULARY)

@@ -12,18 +12,20 @@ import torch
 from timm.models import davit, focalnet
 
 from tests.loss_helpers import per_image_mask_cost
+from zoo.bridges import TextPrompts
 from zoo.data import SyntheticSegmentation
 from zoo.data.schema import collate
 from zoo.decoders import AttentionGraph, SeemDecoder, TransformerEncoderPixelDecoder
 from zoo.decoders.seem_prompts import previous_blocked
 from zoo.encoders import DaViTEncoder, FocalNetEncoder
-from zoo.heads import TextArch, TextEncoder, TextPrompts, TextSimilarityHead
-from zoo.heads.class_heads import MASKED
+from zoo.heads import TextSimilarityHead
 from zoo.interaction import MultiRoundTraining, prompt_masks, prompt_targets, segment_by_example
+from zoo.language import TextArch, TextEncoder
 from zoo.losses import HungarianMatcher, SeemCriterion, SetCriterion
 from zoo.metrics.clicks import next_click
 from zoo.model import SegmentationModel
-from zoo.types import TASK_SCORING, BridgeOutput, FeatureSpec, PixelFeatures, Prediction, PromptInputs
+from zoo.tasks import task_spec
+from zoo.types import MASKED, BridgeOutput, FeatureSpec, PixelFeatures, Prediction, PromptInputs
 from zoo.weights import MissingWeightsError
 
 TEXT = TextArch(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
@@ -219,13 +221,13 @@ def test_similarity_head_is_scaled_cosine() -> None:
         head.class_embed.weight.copy_(torch.eye(4))
     queries = torch.tensor([[[1.0, 0, 0, 0], [1.0, 1.0, 0, 0]]])
     conditions = torch.tensor([[[2.0, 0, 0, 0], [0, 0, 3.0, 0]]])
-    logits = head(queries, BridgeOutput(conditions=conditions, condition_mask=torch.tensor([[True, False]])), "x")
+    logits = head(queries, BridgeOutput(conditions=conditions, condition_mask=torch.tensor([[True, False]])), "panoptic")
     torch.testing.assert_close(logits[0, :, 0], torch.tensor([10.0, 10.0 / math.sqrt(2)]))
     assert (logits[0, :, 1] == MASKED).all()
     referring = head(queries, BridgeOutput(conditions=conditions), "referring")  # a distribution over queries
     torch.testing.assert_close(referring.exp().sum(1), torch.ones(1, 2))
     head.logit_scale.data.fill_(10.0)
-    assert head(queries, BridgeOutput(conditions=conditions), "x").max().item() == pytest.approx(100.0)  # capped
+    assert head(queries, BridgeOutput(conditions=conditions), "panoptic").max().item() == pytest.approx(100.0)  # capped
 
 
 # --------------------------------------------------------------------------------------------------- losses
@@ -294,7 +296,7 @@ def test_seem_model_serves_every_task(task: str) -> None:
     pred = out.predictions[-1]
     width = {"panoptic": len(batch.conditions[0]) + 1, "referring": 1, "interactive": max(map(len, batch.prompts))}
     assert len(out.predictions) == 4 and pred.logits.shape[-1] == width[task]
-    losses = SeemCriterion(num_points=128)(out.predictions, batch.masks, batch.labels, TASK_SCORING[task])
+    losses = SeemCriterion(num_points=128)(out.predictions, batch.masks, batch.labels, task_spec(task).scoring)
     sum(losses.values()).backward()
     assert net.mask_decoder.query_feat.weight.grad.abs().sum() > 0
 

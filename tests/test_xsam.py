@@ -9,15 +9,17 @@ import torch
 import torch.nn.functional as F
 from transformers import SamConfig, SamModel, SamVisionModel, SiglipConfig, SiglipModel, SiglipVisionModel
 
+from zoo.bridges import SegAdd
+from zoo.bridges.seg_add import PROMPT_SOURCES
 from zoo.connectors import SamConnector
 from zoo.data import SyntheticSegmentation, collate
 from zoo.decoders import Mask2FormerDecoder
 from zoo.encoders import MultiEncoder, SamViTArch, SamViTEncoder, SiglipArch, SiglipEncoder
-from zoo.heads import CausalLM, CosineHead, LMArch, PointSampler, SegAdd
+from zoo.heads import CosineHead
 from zoo.heads.cosine_head import log_odds
-from zoo.heads.seg_add import PROMPT_SOURCES
+from zoo.language import CausalLM, LMArch
 from zoo.optim import WarmupMultiStep
-from zoo.projectors import MLPProjector, PixelShuffleProjector
+from zoo.projectors import MLPProjector, PixelShuffleProjector, PointSampler
 from zoo.projectors.pixel_shuffle import shuffle
 from zoo.types import BridgeOutput, Dims, FeatureSpec
 

@@ -9,7 +9,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from zoo import connectors, data, decoders, encoders, heads, losses, projectors  # noqa: E402,F401  (registers components)
+from zoo import bridges, connectors, data, decoders, encoders, heads, language, losses, projectors  # noqa: E402,F401
 from zoo.registry import components, register  # noqa: E402
 
 __version__ = "0.1.0"

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from zoo.bridges.base import Bridge
+from zoo.connectors.base import Connector
 from zoo.decoders.base import MaskDecoder, PixelDecoder
 from zoo.encoders.base import Encoder
-from zoo.heads.bridges import Bridge
 from zoo.heads.class_heads import Head
 from zoo.types import Batch, BridgeOutput, DecoderLayerOutput, Dims, FeatureSpecs, Prediction
 
@@ -20,12 +21,6 @@ class ModelOutput:
 
     predictions: list[Prediction] | None
     lm_loss: Tensor | None
-
-
-class Connector(nn.Module):
-    """Base of connectors: encoder maps -> the pyramid the pixel decoder reads, declared in `output_specs`."""
-
-    output_specs: FeatureSpecs
 
 
 class SegmentationModel(nn.Module):

@@ -18,7 +18,8 @@ from zoo.losses import SetCriterion
 from zoo.model import ModelOutput, SegmentationModel
 from zoo.randomness import sample_generators
 from zoo.stages import load_weights, param_groups, set_trainable
-from zoo.types import TASK_SCORING, Batch
+from zoo.tasks import task_spec
+from zoo.types import Batch
 
 
 class ZooModule(LightningModule):
@@ -92,7 +93,7 @@ class ZooModule(LightningModule):
         losses: dict[str, torch.Tensor] = {}
         if out.predictions is not None:
             masks, labels = batch.trained_targets()
-            scoring = TASK_SCORING[batch.task]
+            scoring = task_spec(batch.task).scoring
             losses.update(self.criterion(out.predictions, masks, labels, scoring, generators=batch.generators))
         if out.lm_loss is not None:
             losses["loss_lm"] = out.lm_loss * self.lm_loss_weight

@@ -7,27 +7,11 @@ derived number.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-Task = Literal["panoptic", "referring", "interactive", "vgd", "caption"]
-Scoring = Literal["softmax", "sigmoid"]
-
-# How each task's class logits are trained and read. `softmax`: logits [B, Q, K+1] over the conditions plus a
-# no-object column, matched with a class cost (generic segmentation). `sigmoid`: logits [B, Q, K], one independent
-# score per (query, condition), matched on masks only (referring and visual-prompt tasks, as PSALM does).
-# `vgd` (X-SAM's visual grounded detection) is interactive with a prompt per category: its targets are every
-# instance of the prompted category.
-TASK_SCORING: dict[str, Scoring] = {
-    "panoptic": "softmax",
-    "referring": "sigmoid",
-    "interactive": "sigmoid",
-    "vgd": "sigmoid",
-}
-# Tasks whose conditions are visual prompts (`Batch.prompts`, one condition per prompt) rather than texts.
-PROMPT_TASKS: tuple[str, ...] = ("interactive", "vgd")
+MASKED = -1e4  # logit of a padded condition or a forbidden pair: zero probability, still finite in bf16
 
 
 @dataclass(frozen=True)

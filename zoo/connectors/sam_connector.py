@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from timm.layers import LayerNorm2d
 from torch import Tensor, nn
 
-from zoo.model import Connector
+from zoo.connectors.base import Connector
 from zoo.projectors.pixel_shuffle import shuffle, shuffled_spec
 from zoo.registry import register
 from zoo.types import FeatureSpec, FeatureSpecs

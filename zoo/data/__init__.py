@@ -6,13 +6,12 @@ from zoo.data.dataset import SyntheticSegmentation
 from zoo.data.io import read_image, write_png
 from zoo.data.mixture import MixtureDataset
 from zoo.data.sampler import TaskBatchSampler
-from zoo.data.schema import TASKS, Sample, collate
+from zoo.data.schema import Sample, collate
 from zoo.data.synthetic import CATEGORIES, VOCABULARY
 
 __all__ = [
     "CATEGORIES",
     "MixtureDataset",
-    "TASKS",
     "VOCABULARY",
     "Sample",
     "SyntheticSegmentation",

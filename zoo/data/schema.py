@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from zoo.registry import unknown_message
+from zoo.tasks import task_names
 from zoo.types import Batch
-
-TASKS = ("panoptic", "referring", "interactive", "vgd", "caption")
 
 
 @dataclass
@@ -45,8 +45,8 @@ class Sample:
     ignore: Tensor | None = None  # [H, W] bool
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"Unknown task '{self.task}'. Candidates: {', '.join(TASKS)}.")
+        if self.task not in task_names():
+            raise ValueError(unknown_message("task", self.task, list(task_names())))
         if self.image.ndim != 3 or self.image.shape[0] != 3:
             raise ValueError(f"Sample image must be [3, H, W], got {list(self.image.shape)}")
         height, width = self.image.shape[1:]

@@ -14,6 +14,8 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
+from zoo.language.tokenizers import register_vocabulary
+
 THING_NAMES = ("circle", "square", "triangle")
 STUFF_NAMES = ("sky", "grass", "sand", "water")
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -45,6 +47,7 @@ VOCABULARY: list[str] = sorted(
     | set(_CAPTION_WORDS.split())
     | {word for text in INSTRUCTIONS.values() for word in text.split()}
 )
+register_vocabulary("synthetic-words", VOCABULARY)  # the tiny recipes' tokenizer
 
 _STUFF_BASE = {
     "sky": (135, 190, 235),

@@ -20,9 +20,8 @@ from transformers.models.mask2former.modeling_mask2former import Mask2FormerSine
 from zoo.decoders.base import MaskDecoder
 from zoo.decoders.seem_attention import PER_PROMPT, AttentionGraph
 from zoo.decoders.seem_prompts import PromptPoints, per_object, previous_blocked, prompt_points, sample
-from zoo.heads.class_heads import MASKED
 from zoo.registry import register
-from zoo.types import DecoderLayerOutput, PixelFeatures, PromptInputs
+from zoo.types import MASKED, DecoderLayerOutput, PixelFeatures, PromptInputs
 
 NUM_LEVELS = 3
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from zoo.types import PROMPT_TASKS
+from zoo.tasks import task_names, task_spec
 
 GROUPS = (
     "queries_object",
@@ -44,10 +44,15 @@ def _seem_v1_cross_attention() -> list[str]:
 
 
 def _seem_outputs() -> dict[str, str]:
-    # Visual-prompt tasks (`types.PROMPT_TASKS`: interactive, and VGD, whose prompt marks one instance of the
-    # category to find) are answered by the spatial queries drawn per prompt.
-    outputs = {"panoptic": "queries_object", "referring": "queries_grounding"}
-    return outputs | dict.fromkeys(PROMPT_TASKS, "queries_spatial")
+    # Prompted tasks (interactive, and VGD, whose prompt marks one instance of the category to find) are answered
+    # by the spatial queries drawn per prompt, generic segmentation by the object queries, texts by grounding.
+    def group(name: str) -> str:
+        spec = task_spec(name)
+        if spec.prompted:
+            return "queries_spatial"
+        return "queries_object" if spec.scoring == "softmax" else "queries_grounding"
+
+    return {name: group(name) for name in task_names() if task_spec(name).segments}
 
 
 @dataclass

@@ -6,13 +6,12 @@ import torch
 from torch import Tensor, nn
 
 from zoo.registry import register
-from zoo.types import TASK_SCORING, BridgeOutput
-
-MASKED = -1e4  # logit of a padded condition: zero probability, still finite in bf16
+from zoo.tasks import condition_groups, task_spec
+from zoo.types import MASKED, BridgeOutput
 
 
 class Head(nn.Module):
-    """Base: (queries [B, Q, D], bridge output, task) -> logits [B, Q, K(+1)] as TASK_SCORING describes."""
+    """Base: (queries [B, Q, D], bridge output, task) -> logits [B, Q, K(+1)] as the task's scoring says."""
 
     def forward(self, queries: Tensor, bridge: BridgeOutput, task: str) -> Tensor:
         raise NotImplementedError
@@ -28,12 +27,14 @@ class ConditionHead(Head):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.proj = nn.ModuleDict({task: _mlp(dim) for task in TASK_SCORING})
+        self.proj = nn.ModuleDict({group: _mlp(dim) for group in condition_groups()})
 
     def forward(self, queries: Tensor, bridge: BridgeOutput, task: str) -> Tensor:
         if bridge.conditions is None:
             raise ValueError(f"ConditionHead needs condition embeddings for task '{task}'; the bridge gave none")
-        logits = torch.einsum("bqd,bkd->bqk", self.proj[task](queries), bridge.conditions.to(queries.dtype))
+        logits = torch.einsum(
+            "bqd,bkd->bqk", self.proj[task_spec(task).condition_group](queries), bridge.conditions.to(queries.dtype)
+        )
         if bridge.condition_mask is not None:
             logits = logits.masked_fill(~bridge.condition_mask[:, None, :], MASKED)
         return logits
@@ -48,6 +49,6 @@ class LinearClassHead(Head):
         self.classifier = nn.Linear(dim, num_classes + 1)
 
     def forward(self, queries: Tensor, bridge: BridgeOutput, task: str) -> Tensor:
-        if TASK_SCORING.get(task) != "softmax":
+        if task_spec(task).scoring != "softmax":
             raise ValueError(f"LinearClassHead scores a closed category set; it cannot serve task '{task}'")
         return self.classifier(queries)

@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.heads.class_heads import MASKED, Head
+from zoo.heads.class_heads import Head
 from zoo.registry import register
-from zoo.types import TASK_SCORING, BridgeOutput
+from zoo.tasks import task_spec
+from zoo.types import MASKED, BridgeOutput
 
 
 @register("head")
@@ -41,7 +42,7 @@ class CosineHead(Head):
         if bridge.condition_mask is not None:
             real = F.pad(bridge.condition_mask, (0, 1), value=True)
             logits = logits.masked_fill(~real[:, None, :], MASKED)
-        if TASK_SCORING[task] == "softmax":
+        if task_spec(task).scoring == "softmax":
             return logits
         return log_odds(logits)
 

@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.heads.class_heads import MASKED, Head
+from zoo.heads.class_heads import Head
 from zoo.registry import register
-from zoo.types import TASK_SCORING, BridgeOutput
+from zoo.tasks import task_spec
+from zoo.types import MASKED, BridgeOutput
 
 
 @register("head")
@@ -36,7 +37,7 @@ class TextSimilarityHead(Head):
         conditions = F.normalize(bridge.conditions.to(projected.dtype), dim=-1)
         scale = self.logit_scale.exp().clamp(max=self.max_scale)
         logits = scale * torch.einsum("bqd,bkd->bqk", projected, conditions)
-        if TASK_SCORING.get(task) == "sigmoid":
+        if task_spec(task).scoring == "sigmoid":
             # A prompt (expression) picks its query by a softmax over queries (SEEM's grounding); as log-probabilities
             # the scores rank queries the same for any reader, sigmoid top-1 included, and train the same under CE.
             logits = logits.log_softmax(1)

@@ -7,11 +7,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.distributed import mean_over_ranks
-from zoo.heads.class_heads import MASKED
 from zoo.losses.matcher import HungarianMatcher
 from zoo.losses.points import most_uncertain, point_sample, point_sample_groups, uniform_draws
 from zoo.registry import register
-from zoo.types import Prediction, Scoring
+from zoo.tasks import Scoring
+from zoo.types import MASKED, Prediction
 
 
 @register("criterion")

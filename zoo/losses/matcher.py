@@ -8,7 +8,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
 from zoo.losses.points import point_sample, point_sample_groups
-from zoo.types import Scoring
+from zoo.tasks import Scoring
 
 
 def pairwise_sigmoid_bce(inputs: Tensor, targets: Tensor) -> Tensor:

@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.heads.class_heads import MASKED
 from zoo.losses.criterion import SetCriterion
 from zoo.losses.matcher import target_columns
 from zoo.registry import register
-from zoo.types import Prediction, Scoring
+from zoo.tasks import Scoring
+from zoo.types import MASKED, Prediction
 
 FORBIDDEN = 1e8  # matching cost of a pair the prompt may not take (finite, so the assignment stays solvable)
 

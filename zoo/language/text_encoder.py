@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from zoo.heads.tokenizers import load_tokenizer
+from zoo.language.tokenizers import load_tokenizer
 from zoo.registry import register
 from zoo.weights import from_local
 

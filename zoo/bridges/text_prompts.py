@@ -7,10 +7,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from zoo.heads.bridges import Bridge
-from zoo.heads.text_encoder import TextEncoder
+from zoo.bridges.base import Bridge
+from zoo.language.text_encoder import TextEncoder
 from zoo.registry import register
-from zoo.types import PROMPT_TASKS, TASK_SCORING, Batch, BridgeOutput, Dims, PromptInputs
+from zoo.tasks import is_prompted, task_spec
+from zoo.types import Batch, BridgeOutput, Dims, PromptInputs
 
 
 @register("bridge")
@@ -30,7 +31,7 @@ class TextPrompts(Bridge):
         self.background = background
 
     def forward(self, batch: Batch, features: dict[str, Tensor]) -> BridgeOutput:
-        if batch.task not in TASK_SCORING:
+        if not task_spec(batch.task).segments:
             raise ValueError(f"TextPrompts has no language model, so it cannot serve task '{batch.task}'")
         prompts = PromptInputs(task=batch.task)
         conditions = condition_mask = None
@@ -43,7 +44,7 @@ class TextPrompts(Bridge):
             sentences, tokens = self._expressions(batch.conditions)
             prompts.tokens, prompts.token_mask = _pad(tokens)
             conditions, condition_mask = _pad(sentences)
-        if batch.task in PROMPT_TASKS:
+        if is_prompted(batch.task):
             prompts.positive = batch.prompts
             prompts.negative = batch.negative_prompts
             prompts.previous = batch.previous_masks

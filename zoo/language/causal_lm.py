@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from zoo.distributed import mean_over_ranks
-from zoo.heads.tokenizers import load_tokenizer
+from zoo.language.tokenizers import load_tokenizer
 from zoo.registry import register
 from zoo.weights import from_local
 

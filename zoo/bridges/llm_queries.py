@@ -1,4 +1,4 @@
-"""The bridge slot: how the language side conditions the mask side (PSALM's LLM queries, or none at all)."""
+"""PSALM's bridge: the language model's output states at learnable mask tokens become the decoder queries."""
 
 from __future__ import annotations
 
@@ -8,32 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.heads.language_model import CausalLM
+from zoo.bridges.base import IGNORE, Bridge
+from zoo.language.causal_lm import CausalLM
 from zoo.projectors.base import Projector
 from zoo.registry import register
-from zoo.types import PROMPT_TASKS, TASK_SCORING, Batch, BridgeOutput, Dims, FeatureSpec
-
-IGNORE = -100
-
-
-class Bridge(nn.Module):
-    """Base: (batch, encoder maps) -> query content, condition embeddings in decoder width, LM loss."""
-
-    def forward(self, batch: Batch, features: dict[str, Tensor]) -> BridgeOutput:
-        raise NotImplementedError
-
-
-@register("bridge")
-class LearnedQueries(Bridge):
-    """No language model: the decoder keeps its own learned queries (segmentor pre-training)."""
-
-    def __init__(self, dims: Dims) -> None:
-        super().__init__()
-
-    def forward(self, batch: Batch, features: dict[str, Tensor]) -> BridgeOutput:
-        if batch.task not in TASK_SCORING:
-            raise ValueError(f"LearnedQueries has no language model, so it cannot serve task '{batch.task}'")
-        return BridgeOutput()
+from zoo.tasks import condition_groups, is_prompted, task_spec
+from zoo.types import Batch, BridgeOutput, Dims, FeatureSpec
 
 
 class _Sequence:
@@ -81,7 +61,7 @@ class LLMQueries(Bridge):
         self.projector = projector(dims.features[self.image_feature], hidden)
         self.mask_tokens = nn.Parameter(torch.randn(dims.num_queries, hidden) * 0.02)
         self.query_proj = nn.Linear(hidden, dims.decoder_dim)
-        self.condition_proj = nn.ModuleDict({task: nn.Linear(hidden, dims.decoder_dim) for task in TASK_SCORING})
+        self.condition_proj = nn.ModuleDict({g: nn.Linear(hidden, dims.decoder_dim) for g in condition_groups()})
         self.region_points = region_points
         self.shuffle_categories = shuffle_categories
         self.background = background
@@ -135,7 +115,7 @@ class LLMQueries(Bridge):
                     cond_spans[i] = seq.add(self.lm.embed(self._text(names[i], seg=True)))
             elif batch.task == "referring":
                 cond_spans = [seq.add(self.lm.embed(self._text(c, seg=True))) for c in batch.conditions[b]]
-            elif batch.task in PROMPT_TASKS:
+            elif is_prompted(batch.task):
                 regions = self.region_tokens(grid[b], batch.prompts[b], rng)
                 cond_spans = [seq.add(region[None]) for region in regions]
             if caption:
@@ -159,7 +139,7 @@ class LLMQueries(Bridge):
             conditions = nn.utils.rnn.pad_sequence(pooled, batch_first=True)
             lengths = torch.tensor([len(cs) for cs in spans], device=conditions.device)
             cond_mask = torch.arange(conditions.shape[1], device=conditions.device)[None] < lengths[:, None]
-            conditions = self.condition_proj[batch.task](conditions)
+            conditions = self.condition_proj[task_spec(batch.task).condition_group](conditions)
         return BridgeOutput(query_content=self.query_proj(queries), conditions=conditions, condition_mask=cond_mask)
 
     @staticmethod

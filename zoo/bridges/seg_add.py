@@ -8,12 +8,13 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from zoo.heads.bridges import IGNORE, Bridge
-from zoo.heads.language_model import CausalLM
-from zoo.heads.prompt_sampler import PointSampler
+from zoo.bridges.base import IGNORE, Bridge
+from zoo.language.causal_lm import CausalLM
 from zoo.projectors.base import Projector
+from zoo.projectors.prompt_sampler import PointSampler
 from zoo.registry import register
-from zoo.types import PROMPT_TASKS, TASK_SCORING, Batch, BridgeOutput, Dims, FeatureSpec
+from zoo.tasks import is_prompted, task_spec
+from zoo.types import Batch, BridgeOutput, Dims, FeatureSpec
 
 PROMPT_SOURCES = "prompt_sources"
 """Optional `Batch.meta[b]` key: per visual prompt, the batch index of the image its mask is drawn on (X-SAM's
@@ -83,8 +84,7 @@ class SegAdd(Bridge):
         return dict(zip(texts, ids, strict=True))
 
     def forward(self, batch: Batch, features: dict[str, Tensor]) -> BridgeOutput:
-        if batch.task != "caption" and batch.task not in TASK_SCORING:
-            raise ValueError(f"SegAdd cannot serve task '{batch.task}'")
+        task_spec(batch.task)  # an unknown task fails here, naming the candidates
         grids = {"image": self.projector(features[self.image_feature])}
         if self.extra_projector is not None:
             grids["extra"] = self.extra_projector(features[self.extra_feature])
@@ -105,7 +105,7 @@ class SegAdd(Bridge):
                 for i in order:
                     cond_spans[i] = (len(ids), len(ids) + len(tokens[names[i]]) + 2)
                     ids += [self.open_id, *tokens[names[i]], self.close_id]
-            elif batch.task in PROMPT_TASKS:
+            elif is_prompted(batch.task):
                 meta = batch.meta[b] if batch.meta else {}
                 sources = torch.as_tensor(meta.get(PROMPT_SOURCES, [b] * len(batch.prompts[b])))
                 prompt_tokens.append(self.sampler(grids[self.prompt_grid], batch.prompts[b], sources))
