@@ -37,7 +37,6 @@ from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from zoo.cli import ZooCLI
-from zoo.curriculum import recipe_layers
 from zoo.data.dataset import SyntheticSegmentation
 from zoo.data.schema import collate
 from zoo.encoders.base import Encoder
@@ -121,7 +120,7 @@ def _find(node: Any, key: str) -> Any:
 def build(configs: list[str], settings: list[str] = ()) -> tuple[nn.Module, int]:
     """The recipe's ZooModule (random weights, real vocab sizes) and the image size its data uses; `settings` are
     `KEY=VALUE` overrides as `zoo fit --KEY=VALUE` takes them."""
-    layers = [arg for path in recipe_layers([Path(c) for c in configs]) for arg in ("--config", str(path))]
+    layers = [arg for config in configs for arg in ("--config", config)]  # the CLI puts `# base:` recipes first
     overrides = [
         "--trainer.accelerator=cpu",
         "--trainer.devices=1",

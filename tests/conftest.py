@@ -14,7 +14,7 @@ TINY_RECIPE = ROOT / "recipes" / "psalm" / "tiny.yaml"
 
 
 def tiny_encoder_args() -> dict:
-    return dict(img_size=64, embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4), window_size=4)
+    return dict(model_name="swin_toy_patch4_window4", img_size=64)
 
 
 def swin_like_specs() -> dict[str, FeatureSpec]:

@@ -12,12 +12,12 @@ import yaml
 
 from tests.cli_helpers import ParseOnly
 from tests.conftest import ROOT
+from zoo.__main__ import main
 from zoo.bridges import LLMQueries, SegAdd
-from zoo.cli import ZooCLI, main
+from zoo.cli import ZooCLI, recipe_bases
 from zoo.connectors import SamConnector
-from zoo.curriculum import recipe_layers
 from zoo.encoders import MultiEncoder, TimmEncoder
-from zoo.grid import comparison, load_grid, run_grid, to_csv, to_markdown
+from zoo.grid import comparison, latest_results, load_grid, run_grid, to_csv, to_markdown
 from zoo.heads import ConditionHead, CosineHead
 
 ABLATIONS = ROOT / "recipes" / "ablations"
@@ -28,10 +28,6 @@ EXPECTED = {
     "tiny_psalm_qwen2.yaml": (TimmEncoder, type(None), LLMQueries, ConditionHead, "qwen2"),
     "tiny_xsam_qwen2.yaml": (MultiEncoder, SamConnector, SegAdd, CosineHead, "qwen2"),
 }
-
-
-def config_args(paths: list[Path]) -> list[str]:
-    return [arg for path in recipe_layers(paths) for arg in ("--config", str(path))]
 
 
 def flat(tree: object, prefix: str = "") -> dict[str, object]:
@@ -47,9 +43,9 @@ def test_the_cross_family_ablations_exist() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_ablation_builds_the_swapped_parts_and_keeps_the_rest_of_its_base(name: str) -> None:
     overlay = ABLATIONS / name
-    bases = recipe_layers([overlay])[:-1]
+    bases = recipe_bases(overlay)
     assert bases, f"{name} declares no `# base:`"
-    cli = ZooCLI(args=config_args([overlay]), run=False)
+    cli = ZooCLI(args=["--config", str(overlay)], run=False)  # the CLI layers the overlay over its bases
     net = cli.model.net
     encoder, connector, bridge, head, lm_family = EXPECTED[name]
     assert type(net.encoder) is encoder and type(net.connector) is connector
@@ -58,7 +54,7 @@ def test_ablation_builds_the_swapped_parts_and_keeps_the_rest_of_its_base(name: 
 
     # Every setting that differs from the base recipe lies under what the overlay writes: the keys it sets, and
     # everything below a part whose class it replaces.
-    original = ParseOnly(args=config_args(bases[:1]), run=False)
+    original = ParseOnly(args=["--config", str(bases[0])], run=False)
     before = flat(yaml.safe_load(original.parser.dump(original.config)))
     after = flat(yaml.safe_load(cli.parser.dump(cli.config)))
     written = [k.replace(".init_args", "") for k in flat(yaml.safe_load(overlay.read_text()))]
@@ -67,9 +63,9 @@ def test_ablation_builds_the_swapped_parts_and_keeps_the_rest_of_its_base(name: 
     assert changed and all(any(k == o or k.startswith(o + ".") for o in owners) for k in changed), sorted(changed)
 
 
-RESULTS = {
-    "a": {"referring": {"ciou": 0.5, "giou": 0.25}, "panoptic": {"pq": 0.123}, "epoch": 3, "step": 9},
-    "b": {"referring": {"ciou": 0.4}, "interactive": {"miou": None}},
+RESULTS = {  # results.json as validation writes it: {"metrics": {"task[/benchmark]": {metric: value}}, epoch, step}
+    "a": {"metrics": {"referring": {"ciou": 0.5, "giou": 0.25}, "panoptic": {"pq": 0.123}}, "epoch": 3, "step": 9},
+    "b": {"metrics": {"referring": {"ciou": 0.4}, "interactive": {"miou": None}}, "epoch": 0, "step": 2},
     "c": None,
 }
 
@@ -86,6 +82,19 @@ def test_comparison_table_rounds_like_papers_and_leaves_gaps_empty() -> None:
     assert list(csv.reader(io.StringIO(to_csv(header, rows)))) == [header, *rows]
     header, _ = comparison(RESULTS)  # by default, every metric any run reported
     assert header == ["run", "interactive/miou", "panoptic/pq", "referring/ciou", "referring/giou"]
+
+
+def test_a_runs_latest_results_are_read_by_task_benchmark_and_metric(tmp_path: Path) -> None:
+    """The newest Lightning version's results.json wins (version_10 after version_9), and a task's benchmark
+    stays part of its column name."""
+    for version, ciou in ((9, 0.1), (10, 0.2)):
+        folder = tmp_path / "lightning_logs" / f"version_{version}"
+        folder.mkdir(parents=True)
+        metrics = {"referring/refcocog_val": {"ciou": ciou}, "panoptic": {"pq": 0.3}}
+        (folder / "results.json").write_text(json.dumps({"metrics": metrics, "epoch": version, "step": 4 * version}))
+    assert latest_results(tmp_path / "missing") is None
+    header, rows = comparison({"run": latest_results(tmp_path)})
+    assert header == ["run", "panoptic/pq", "referring/refcocog_val/ciou"] and rows == [["run", "30.0", "20.0"]]
 
 
 def test_grid_trains_its_runs_once_and_collects_their_results(tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ def check_language_model() -> None:
 def check_criterion() -> None:
     crit = SetCriterion(num_points=64)
     pred = [Prediction(torch.randn(1, 4, 3), torch.randn(1, 4, 8, 8))]
-    losses = crit(pred, [torch.rand(2, 32, 32) > 0.5], [torch.tensor([0, 1])], "softmax")
+    losses = crit(pred, [torch.rand(2, 32, 32) > 0.5], [torch.tensor([0, 1])], "panoptic")
     assert set(losses) == {"loss_class", "loss_mask", "loss_dice"}
 
 

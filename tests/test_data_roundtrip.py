@@ -14,7 +14,8 @@ import torch
 
 from tests.cli_helpers import small
 from tests.conftest import ROOT, TINY_RECIPE
-from zoo.cli import ZooCLI, main
+from zoo.__main__ import main
+from zoo.cli import ZooCLI
 from zoo.data import CATEGORIES, MixtureDataset, Sample, SyntheticSegmentation
 from zoo.data.readers import (
     CocoInstances,
@@ -128,7 +129,7 @@ def test_tiny_recipe_trains_from_the_files(root: Path, tmp_path: Path) -> None:
     assert cli.trainer.global_step == 3
     assert type(cli.datamodule.train).__name__ == "MixtureDataset"
     assert set(cli.datamodule.train.sample_tasks) == {"panoptic", "referring", "interactive", "caption"}
-    results = json.loads((Path(cli.trainer.log_dir) / "results.json").read_text())
+    results = json.loads((Path(cli.trainer.log_dir) / "results.json").read_text())["metrics"]
     # One row per benchmark, each named by its reader from the files
     assert {"panoptic/panoptic_val", "referring/refcoco_val", "interactive/coco_interactive_val_psalm"} <= set(results)
 

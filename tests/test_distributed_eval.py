@@ -18,6 +18,7 @@ import torch.multiprocessing as mp
 
 from tests.conftest import ROOT
 from tests.test_evaluation import CATEGORIES, SIZE, ClickModel, logit_masks, make_batch, rect
+from zoo.callbacks import flat_results
 from zoo.cli import ZooCLI
 from zoo.evaluation import Evaluator
 from zoo.types import Batch, Prediction
@@ -88,8 +89,8 @@ def evaluate(pairs: list[tuple[Batch, Prediction]]) -> dict[str, float]:
     for batch, pred in pairs:
         evaluator.update(batch, pred)
         objects = list(batch.masks[0])
-        evaluator.update_clicks(batch, ClickModel([o & rect(0, SIZE, 0, SIZE // 2) for o in objects]))
-    return evaluator.compute()
+        evaluator.rerun(batch, ClickModel([o & rect(0, SIZE, 0, SIZE // 2) for o in objects]))
+    return flat_results(evaluator.compute())
 
 
 def _worker(rank: int, world: int, port: int, path: str) -> None:
@@ -151,4 +152,4 @@ def test_zoo_validate_on_two_cpu_ranks_matches_one(tmp_path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     one, two = (json.loads(next((tmp_path / d).rglob("results.json")).read_text()) for d in ("1", "2"))
     assert one == two
-    assert {"panoptic", "referring", "interactive"} <= set(one) and "noc85" in one["interactive"]
+    assert {"panoptic", "referring", "interactive"} <= set(one["metrics"]) and "noc85" in one["metrics"]["interactive"]

@@ -70,9 +70,9 @@ def test_referring_keys_and_values() -> None:
     evaluator.update(batch, pred)
     out = evaluator.compute()
     # sample 0: exact (I = U = 512); sample 1: pred left half vs the top 8 rows: I = 128, U = 512 + 256 - 128
-    assert out["referring/refcoco_val/giou"] == pytest.approx((1 + 128 / 640) / 2)
-    assert out["referring/refcoco_val/ciou"] == pytest.approx((512 + 128) / (512 + 640))
-    assert "referring/refcoco_val/n_acc" not in out  # no no-target expression on RefCOCO
+    assert out["referring/refcoco_val"]["giou"] == pytest.approx((1 + 128 / 640) / 2)
+    assert out["referring/refcoco_val"]["ciou"] == pytest.approx((512 + 128) / (512 + 640))
+    assert "n_acc" not in out["referring/refcoco_val"]  # no no-target expression on RefCOCO
     assert evaluator.compute() == {}  # reset
 
 
@@ -93,14 +93,14 @@ def test_grefcoco_threshold_union_and_no_target() -> None:
     evaluator = Evaluator()
     evaluator.update(batch, Prediction(logits=logits, masks=masks))
     out = evaluator.compute()
-    assert out["referring/grefcoco_val/giou"] == pytest.approx((1 + 1 + 0) / 3)
-    assert out["referring/grefcoco_val/ciou"] == pytest.approx(128 / (128 + 16))
-    assert out["referring/grefcoco_val/n_acc"] == pytest.approx(1 / 2)
-    assert out["referring/grefcoco_val/t_acc"] == pytest.approx(1.0)
+    assert out["referring/grefcoco_val"]["giou"] == pytest.approx((1 + 1 + 0) / 3)
+    assert out["referring/grefcoco_val"]["ciou"] == pytest.approx(128 / (128 + 16))
+    assert out["referring/grefcoco_val"]["n_acc"] == pytest.approx(1 / 2)
+    assert out["referring/grefcoco_val"]["t_acc"] == pytest.approx(1.0)
     # PSALM's fallback to the top-1 query never predicts "no target"
     fallback = Evaluator(union_fallback_top1=True)
     fallback.update(batch, Prediction(logits=logits, masks=masks))
-    assert fallback.compute()["referring/grefcoco_val/n_acc"] == 0.0
+    assert fallback.compute()["referring/grefcoco_val"]["n_acc"] == 0.0
 
 
 def test_ignore_region_is_left_out() -> None:
@@ -112,7 +112,7 @@ def test_ignore_region_is_left_out() -> None:
     reference = MaskIoU()
     left = rect(0, 32, 0, 16)
     reference.update(torch.stack([rect(0, 16, 0, 16), left]), torch.stack([rect(0, 16, 0, 16), rect(0, 8, 0, 16)]))
-    assert out["referring/refcoco_val/giou"] == pytest.approx(reference.compute()["giou"])
+    assert out["referring/refcoco_val"]["giou"] == pytest.approx(reference.compute()["giou"])
 
 
 # ---------------------------------------------------------------- interactive
@@ -138,11 +138,11 @@ def test_interactive_per_prompt_type() -> None:
     evaluator = Evaluator()
     evaluator.update(batch, pred)
     out = evaluator.compute()
-    assert out["interactive/point_miou"] == pytest.approx(0.5)  # 1 and 0 (box mask vs the strip: no overlap)
-    assert out["interactive/box_miou"] == 1.0
-    assert out["interactive/miou"] == pytest.approx(2 / 3)
-    assert out["interactive/point_ciou"] == pytest.approx(64 / (64 + 100 + 256))
-    assert "interactive/noc85" not in out  # clicks are off by default
+    assert out["interactive"]["point_miou"] == pytest.approx(0.5)  # 1 and 0 (box mask vs the strip: no overlap)
+    assert out["interactive"]["box_miou"] == 1.0
+    assert out["interactive"]["miou"] == pytest.approx(2 / 3)
+    assert out["interactive"]["point_ciou"] == pytest.approx(64 / (64 + 100 + 256))
+    assert "noc85" not in out["interactive"]  # clicks are off by default
 
 
 class ClickModel:
@@ -171,10 +171,10 @@ def test_click_loop_noc() -> None:
     batch, _ = interactive_case()
     model = ClickModel([rect(0, 8, 0, 8), rect(10, 20, 10, 20), rect(24, 32, 0, 32)])
     evaluator = Evaluator(num_clicks=20, click_radius=1)
-    evaluator.update_clicks(batch, model)
+    evaluator.rerun(batch, model)
     out = evaluator.compute()
-    assert out["interactive/noc85"] == 1.0 and out["interactive/noc90"] == 1.0
-    assert out["interactive/miou_1click"] == 1.0
+    assert out["interactive"]["noc85"] == 1.0 and out["interactive"]["noc90"] == 1.0
+    assert out["interactive"]["miou_1click"] == 1.0
     assert len(model.batches) == 1  # one forward pass for the three targets of the image
     first = model.batches[0]
     assert len(first) == 1 and first.previous_masks is None and first.prompt_types == [["point"] * 3]
@@ -197,9 +197,9 @@ def test_click_loop_refines_with_negative_clicks() -> None:
     )
     model = Merged([])
     evaluator = Evaluator(num_clicks=20)
-    evaluator.update_clicks(batch, model)
+    evaluator.rerun(batch, model)
     out = evaluator.compute()
-    assert out["interactive/noc85"] == 2.0 and out["interactive/miou_1click"] == pytest.approx(0.5)
+    assert out["interactive"]["noc85"] == 2.0 and out["interactive"]["miou_1click"] == pytest.approx(0.5)
     second = model.batches[1]
     assert torch.equal(second.previous_masks[0][0], target | extra)
     assert second.negative_prompts[0][0, 7, 23]  # the click at the centre of the spurious square
@@ -240,8 +240,8 @@ def test_panoptic_perfect_with_crowd_and_ignore() -> None:
     evaluator.update(*panoptic_case(perfect=True))
     out = evaluator.compute()
     for key in ("pq", "sq", "rq", "pq_things", "pq_stuff", "ap", "ap50", "miou", "pacc"):
-        assert out[f"panoptic/coco_val/{key}"] == pytest.approx(1.0), key
-    assert math.isnan(out["panoptic/coco_val/ap_large"])  # no large object in a 32 px image
+        assert out["panoptic/coco_val"][key] == pytest.approx(1.0), key
+    assert math.isnan(out["panoptic/coco_val"]["ap_large"])  # no large object in a 32 px image
 
 
 def test_panoptic_mistake() -> None:
@@ -250,20 +250,20 @@ def test_panoptic_mistake() -> None:
     evaluator.update(*panoptic_case(perfect=False))
     out = evaluator.compute()
     # cat: TP (the query on the crowd is ignored) + FP (the dog predicted as cat): RQ 1/1.5; dog: FN; sky exact
-    assert out["panoptic/coco_val/pq_things"] == pytest.approx((1 / 1.5 + 0) / 2)
-    assert out["panoptic/coco_val/pq_stuff"] == 1.0
-    assert out["panoptic/coco_val/ap50"] == pytest.approx(0.5)  # cat found first (AP 1), dog never (AP 0)
+    assert out["panoptic/coco_val"]["pq_things"] == pytest.approx((1 / 1.5 + 0) / 2)
+    assert out["panoptic/coco_val"]["pq_stuff"] == 1.0
+    assert out["panoptic/coco_val"]["ap50"] == pytest.approx(0.5)  # cat found first (AP 1), dog never (AP 0)
     # semantic, right column ignored: cat 200 px (with the crowd) + the dog's 100 px predicted cat -> IoU 2/3;
     # dog IoU 0; sky (248 px) exact
-    assert out["panoptic/coco_val/miou"] == pytest.approx((2 / 3 + 0 + 1) / 3)
-    assert out["panoptic/coco_val/pacc"] == pytest.approx((200 + 248) / (300 + 248))
+    assert out["panoptic/coco_val"]["miou"] == pytest.approx((2 / 3 + 0 + 1) / 3)
+    assert out["panoptic/coco_val"]["pacc"] == pytest.approx((200 + 248) / (300 + 248))
 
 
 def test_panoptic_without_category_table_scores_semantic_only() -> None:
     evaluator = Evaluator()
     evaluator.update(*panoptic_case(perfect=True))
     out = evaluator.compute()
-    assert set(out) == {"panoptic/coco_val/miou", "panoptic/coco_val/pacc"}
+    assert set(out) == {"panoptic/coco_val"} and set(out["panoptic/coco_val"]) == {"miou", "pacc"}
 
 
 # ---------------------------------------------------------------- VGD
@@ -286,9 +286,9 @@ def test_vgd_ap_per_prompt_type() -> None:
     evaluator = Evaluator()
     evaluator.update(batch, Prediction(logits=logits, masks=masks))
     out = evaluator.compute()
-    assert out["vgd/point_ap50"] == pytest.approx(1.0)
-    assert out["vgd/box_ap50"] == 0.0
-    assert out["vgd/ap50"] == pytest.approx(0.5)
+    assert out["vgd"]["point_ap50"] == pytest.approx(1.0)
+    assert out["vgd"]["box_ap50"] == 0.0
+    assert out["vgd"]["ap50"] == pytest.approx(0.5)
 
 
 def test_empty_batch_predictions_and_targets() -> None:
@@ -297,6 +297,6 @@ def test_empty_batch_predictions_and_targets() -> None:
     batch = make_batch("interactive", [none], [torch.zeros(0, dtype=torch.long)])
     evaluator = Evaluator(num_clicks=5)
     evaluator.update(batch, Prediction(logits=torch.zeros(1, 2, 0), masks=torch.zeros(1, 2, SIZE, SIZE)))
-    evaluator.update_clicks(batch, lambda b: pytest.fail("no target: the model must not run"))
+    evaluator.rerun(batch, lambda b: pytest.fail("no target: the model must not run"))
     out = evaluator.compute()
-    assert out["interactive/miou"] == 0.0 and "interactive/noc85" not in out
+    assert out["interactive"]["miou"] == 0.0 and "noc85" not in out["interactive"]

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from zoo.callbacks import flat_results
 from zoo.data import Sample, collate
 from zoo.data.transforms import ResizeLongestPad, crop
 from zoo.evaluation import Evaluator
@@ -50,7 +51,7 @@ def evaluate(batch: Batch, pred: Prediction, categories: list[dict] | None = Non
     evaluator = Evaluator()
     evaluator.bind(categories)
     evaluator.update(batch, pred)
-    return evaluator.compute()
+    return flat_results(evaluator.compute())
 
 
 def test_padding_is_always_marked_ignored() -> None:

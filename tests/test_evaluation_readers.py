@@ -20,7 +20,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from tests.conftest import TINY_RECIPE
-from zoo.cli import ZooCLI, main
+from zoo.__main__ import main
+from zoo.cli import ZooCLI
 from zoo.data import MixtureDataset, ZooDataModule, collate, write_png
 from zoo.data.readers import CocoInstances, CocoPanoptic, SemanticSegmentation, VisualGrounding
 from zoo.data.readers.coco import id2rgb
@@ -148,7 +149,7 @@ def test_instance_ap_on_reader_output_treats_crowd_as_cocoeval_does(instances: P
     detections = coco_detections((5, 6), logits, masks)
     expected = coco_file_ap(instances, detections)
     for name, value in zip(AP_NAMES, expected, strict=True):
-        got = out[f"panoptic/instances_val/{name}"]
+        got = out["panoptic/instances_val"][name]
         assert (math.isnan(got) and value < 0) or got == pytest.approx(value, abs=1e-6), name
     # The crowd decides the numbers here: as a plain object (or mere ignore pixels) the top cat would be a false
     # positive.
@@ -207,10 +208,10 @@ def test_val_ap_counts_images_without_annotations_as_cocoeval_does(instances: Pa
     evaluator.update(collate([dataset[i] for i in range(4)]), Prediction(logits=logits, masks=masks))
     out = evaluator.compute()
     for name, value in zip(AP_NAMES, expected, strict=True):
-        got = out[f"panoptic/instances_val/{name}"]
+        got = out["panoptic/instances_val"][name]
         assert (math.isnan(got) and value < 0) or got == pytest.approx(value, abs=1e-6), name
     evaluator.update(collate([dataset[0], dataset[1]]), Prediction(logits=logits[:2], masks=masks[:2]))
-    assert evaluator.compute()["panoptic/instances_val/ap"] > expected[0] + 0.1
+    assert evaluator.compute()["panoptic/instances_val"]["ap"] > expected[0] + 0.1
 
 
 def test_panoptic_val_keeps_images_without_segments(tmp_path: Path) -> None:
@@ -232,7 +233,7 @@ def test_panoptic_val_keeps_images_without_segments(tmp_path: Path) -> None:
     evaluator.bind(dataset.categories)
     evaluator.update(collate([dataset[0], dataset[1]]), Prediction(logits=logits, masks=masks))
     out = evaluator.compute()
-    assert out["panoptic/panoptic_val/pq"] == 1.0 and out["panoptic/panoptic_val/ap"] == pytest.approx(0.5)
+    assert out["panoptic/panoptic_val"]["pq"] == 1.0 and out["panoptic/panoptic_val"]["ap"] == pytest.approx(0.5)
 
 
 def write_panoptic(root: Path, name: str, categories: list[dict], images: list[tuple[str, list]]) -> Path:
@@ -284,9 +285,9 @@ def test_panoptic_pq_on_reader_output_follows_the_crowd_rule(tmp_path: Path) -> 
     evaluator.bind(dataset.categories)
     evaluator.update(collate([sample]), Prediction(logits=logits[None], masks=mask_logits(queries)[None]))
     out = evaluator.compute()
-    assert out["panoptic/panoptic_val/pq"] == pytest.approx((1 + 2 / 3 + 1) / 3)
-    assert out["panoptic/panoptic_val/pq_things"] == pytest.approx((1 + 2 / 3) / 2)
-    assert out["panoptic/panoptic_val/pq_stuff"] == pytest.approx(1.0)
+    assert out["panoptic/panoptic_val"]["pq"] == pytest.approx((1 + 2 / 3 + 1) / 3)
+    assert out["panoptic/panoptic_val"]["pq_things"] == pytest.approx((1 + 2 / 3) / 2)
+    assert out["panoptic/panoptic_val"]["pq_stuff"] == pytest.approx(1.0)
 
 
 # ---------------------------------------------------------------- semantic: ignore label -> Batch.ignore
@@ -307,7 +308,7 @@ def test_semantic_ignore_label_is_not_scored(tmp_path: Path) -> None:
     evaluator = Evaluator()
     evaluator.update(batch, Prediction(logits=logits[None], masks=mask_logits([wall, rect(16, 32, 0, 30)])[None]))
     out = evaluator.compute()
-    assert out["panoptic/labels/miou"] == 1.0 and out["panoptic/labels/pacc"] == 1.0
+    assert out["panoptic/labels"]["miou"] == 1.0 and out["panoptic/labels"]["pacc"] == 1.0
 
 
 # ---------------------------------------------------------------- a mixed val set: one category table per benchmark
@@ -335,7 +336,7 @@ def test_mixed_val_set_scores_each_benchmark_with_its_own_table(tmp_path: Path) 
     module = ZooModule(net=torch.nn.Linear(1, 1))
     module.trainer = SimpleNamespace(datamodule=datamodule)
     module.setup("validate")
-    assert set(module.evaluator.tables) == {"panoptic_val", "ade_panoptic_val"}
+    assert set(module.evaluator.settings.tables) == {"panoptic_val", "ade_panoptic_val"}
 
     evaluator = module.evaluator
     top_only, person_mask = mask_logits([top, bottom]), mask_logits([top & ~rect(4, 12, 4, 12), person])
@@ -345,8 +346,8 @@ def test_mixed_val_set_scores_each_benchmark_with_its_own_table(tmp_path: Path) 
         assert evaluator.postprocess(batch, pred)[0]["labels"] == [["cat", "sky"], ["wall", "person"]][b]
         evaluator.update(batch, pred)
     out = evaluator.compute()
-    assert out["panoptic/panoptic_val/pq"] == 1.0 and out["panoptic/ade_panoptic_val/pq"] == 1.0
-    assert out["panoptic/panoptic_val/ap"] == pytest.approx(1.0) == out["panoptic/ade_panoptic_val/ap"]
+    assert out["panoptic/panoptic_val"]["pq"] == 1.0 and out["panoptic/ade_panoptic_val"]["pq"] == 1.0
+    assert out["panoptic/panoptic_val"]["ap"] == pytest.approx(1.0) == out["panoptic/ade_panoptic_val"]["ap"]
 
 
 # ---------------------------------------------------------------- SEEM serves VGD prompts
@@ -372,7 +373,7 @@ def test_seem_serves_vgd_prompts_like_interactive(synth: Path) -> None:
     assert vgd[-1].logits.shape == (2, 3, 3)
     evaluator = Evaluator()
     evaluator.update(batch, vgd[-1])
-    assert 0.0 <= evaluator.compute()["vgd/coco_vgdseg_val/ap"] <= 1.0
+    assert 0.0 <= evaluator.compute()["vgd/coco_vgdseg_val"]["ap"] <= 1.0
 
     # Sample 0: a second instance of prompt 0's category. Its queries: prompt 0's, prompt 1's and a padding one.
     batch.masks[0] = torch.cat([batch.masks[0], batch.masks[0][:1].roll(8, dims=-1)])
@@ -383,7 +384,7 @@ def test_seem_serves_vgd_prompts_like_interactive(synth: Path) -> None:
     assert [len(q) for q, _ in indices] == [2, 3]
     for (queries, targets), labels in zip(indices, batch.labels, strict=True):
         assert queries.tolist() == labels[targets].tolist()  # query k is prompt k's own
-    losses = criterion(out, batch.masks, batch.labels, task_spec("vgd").scoring)
+    losses = criterion(out, batch.masks, batch.labels, "vgd")
     assert all(torch.isfinite(v) and v < 100 for v in losses.values())
     sum(losses.values()).backward()
 
@@ -447,9 +448,8 @@ def test_synth_files_validate_end_to_end_with_a_row_per_benchmark(synth: Path, t
     args = ["validate", "--config", str(TINY_RECIPE), "--config", str(tmp_path / "data.yaml")]
     args += [f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false"]
     cli = ZooCLI(args=args)
-    results = json.loads((Path(cli.trainer.log_dir) / "results.json").read_text())
-    rows = {k for k in results if k not in ("epoch", "step")}
-    assert rows == {
+    results = json.loads((Path(cli.trainer.log_dir) / "results.json").read_text())["metrics"]
+    assert set(results) == {
         "panoptic/coco_panoptic_val",
         "referring/refcoco_val",
         "referring/grefcoco_val",

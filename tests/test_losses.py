@@ -125,6 +125,9 @@ def test_class_cost_changes_the_assignment_only_with_softmax() -> None:
     assert torch.equal(query[target.argsort()], torch.tensor([1, 0]))
 
 
+TASK_OF = {"softmax": "panoptic", "sigmoid": "referring"}  # a task of each scoring, for the criterion
+
+
 def perfect_prediction(scoring: str) -> tuple[Prediction, list[torch.Tensor], list[torch.Tensor]]:
     targets = [block_masks(32, BOXES), block_masks(32, BOXES[:1])]
     labels = [torch.tensor([2, 0, 1]), torch.tensor([1])]
@@ -151,8 +154,8 @@ def test_perfect_prediction_scores_far_below_random(scoring: str) -> None:
     criterion = SetCriterion(num_points=NUM_POINTS)
     perfect, targets, labels = perfect_prediction(scoring)
     random = Prediction(logits=torch.randn_like(perfect.logits), masks=torch.randn_like(perfect.masks))
-    good = criterion([perfect], targets, labels, scoring)
-    bad = criterion([random], targets, labels, scoring)
+    good = criterion([perfect], targets, labels, TASK_OF[scoring])
+    bad = criterion([random], targets, labels, TASK_OF[scoring])
     assert set(good) == {"loss_class", "loss_mask", "loss_dice"}
     assert good["loss_class"] < 0.01 * bad["loss_class"]
     # Mask terms keep a floor: uncertainty sampling puts most points on the edges, where bilinear reads blur
@@ -172,7 +175,7 @@ def test_optimising_free_predictions_lowers_the_loss(scoring: str) -> None:
     optimiser = torch.optim.Adam([logits, masks], lr=0.1)
     history = []
     for _ in range(50):
-        losses = criterion([Prediction(logits=logits, masks=masks)], targets, labels, scoring)
+        losses = criterion([Prediction(logits=logits, masks=masks)], targets, labels, TASK_OF[scoring])
         total = sum(losses.values())
         optimiser.zero_grad()
         total.backward()
@@ -189,7 +192,7 @@ def test_sigmoid_class_term_uses_psalm_pos_weight() -> None:
     masks[0, 2] = as_logits(targets[0])  # query 2 is the unambiguous match
     logits = torch.randn(1, 4, 2)
     criterion = SetCriterion(num_points=NUM_POINTS)
-    losses = criterion([Prediction(logits=logits, masks=masks)], targets, labels, "sigmoid")
+    losses = criterion([Prediction(logits=logits, masks=masks)], targets, labels, "referring")
     target = torch.zeros(1, 4, 2)
     target[0, 2, 1] = 1.0
     # One positive among 8 scores: pos_weight = (8 - 1) / 1.
@@ -205,7 +208,7 @@ def test_softmax_class_term_down_weights_no_object() -> None:
     masks[0, 2] = as_logits(targets[0])
     logits = torch.randn(1, 4, 3)
     criterion = SetCriterion(num_points=NUM_POINTS, no_object_weight=0.1)
-    losses = criterion([Prediction(logits=logits, masks=masks)], targets, labels, "softmax")
+    losses = criterion([Prediction(logits=logits, masks=masks)], targets, labels, "panoptic")
     log_probs = logits[0].log_softmax(-1)
     # Weighted mean: the matched query (weight 1) and three no-object queries (weight 0.1 each).
     expected = -(log_probs[2, 1] + 0.1 * (log_probs[0, 2] + log_probs[1, 2] + log_probs[3, 2])) / 1.3
@@ -219,7 +222,7 @@ def test_empty_targets_give_zero_mask_loss_with_a_gradient_path(scoring: str) ->
     masks = torch.randn(2, 4, 8, 8, requires_grad=True)
     targets = [torch.zeros(0, 32, 32, dtype=torch.bool)] * 2
     labels = [torch.zeros(0, dtype=torch.long)] * 2
-    losses = SetCriterion(num_points=64)([Prediction(logits=logits, masks=masks)], targets, labels, scoring)
+    losses = SetCriterion(num_points=64)([Prediction(logits=logits, masks=masks)], targets, labels, TASK_OF[scoring])
     assert losses["loss_mask"].item() == 0.0 and losses["loss_dice"].item() == 0.0
     sum(losses.values()).backward()
     assert masks.grad is not None and torch.equal(masks.grad, torch.zeros_like(masks))
@@ -237,19 +240,19 @@ def test_deep_supervision_sums_independently_matched_layers() -> None:
     aux = Prediction(logits=torch.randn_like(perfect.logits), masks=torch.randn_like(perfect.masks))
     criterion = SetCriterion(num_points=NUM_POINTS)
     torch.manual_seed(0)
-    both = criterion([aux, perfect], targets, labels, "softmax")
+    both = criterion([aux, perfect], targets, labels, "panoptic")
     torch.manual_seed(0)  # the same random draws, in the same order, layer by layer
-    first = criterion([aux], targets, labels, "softmax")
-    second = criterion([perfect], targets, labels, "softmax")
+    first = criterion([aux], targets, labels, "panoptic")
+    second = criterion([perfect], targets, labels, "panoptic")
     for key in both:
         torch.testing.assert_close(both[key], first[key] + second[key])
     # An unambiguous match makes the class term independent of the sampled points: exactly twice one layer.
-    twice = criterion([perfect, perfect], targets, labels, "softmax")
+    twice = criterion([perfect, perfect], targets, labels, "panoptic")
     torch.testing.assert_close(twice["loss_class"], 2 * second["loss_class"])
     torch.manual_seed(0)
-    last_only = SetCriterion(num_points=NUM_POINTS, deep_supervision=False)([aux, perfect], targets, labels, "softmax")
+    last_only = SetCriterion(num_points=NUM_POINTS, deep_supervision=False)([aux, perfect], targets, labels, "panoptic")
     torch.manual_seed(0)
-    for key, value in criterion([perfect], targets, labels, "softmax").items():
+    for key, value in criterion([perfect], targets, labels, "panoptic").items():
         torch.testing.assert_close(last_only[key], value)
 
 
@@ -259,7 +262,7 @@ def test_bf16_autocast_computes_float32_losses() -> None:
     logits = torch.randn_like(perfect.logits).bfloat16().requires_grad_()
     masks = torch.randn_like(perfect.masks).bfloat16().requires_grad_()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        losses = SetCriterion(num_points=256)([Prediction(logits, masks)], targets, labels, "softmax")
+        losses = SetCriterion(num_points=256)([Prediction(logits, masks)], targets, labels, "panoptic")
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
     assert masks.grad is not None and masks.grad.dtype == torch.bfloat16
@@ -268,5 +271,7 @@ def test_bf16_autocast_computes_float32_losses() -> None:
 def test_criterion_is_registered_with_a_description() -> None:
     assert components("criterion")["criterion"]["SetCriterion"] is SetCriterion
     assert describe(SetCriterion)
-    with pytest.raises(ValueError, match="scoring"):
-        SetCriterion()([perfect_prediction("softmax")[0]], [], [], "softmx")  # type: ignore[arg-type]
+    with pytest.raises(KeyError, match="Unknown task 'panoptc'. Did you mean 'panoptic'"):
+        SetCriterion()([perfect_prediction("softmax")[0]], [], [], "panoptc")
+    with pytest.raises(ValueError, match="task 'caption' has no masks"):
+        SetCriterion()([perfect_prediction("softmax")[0]], [], [], "caption")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import lightning as L
 import numpy as np
@@ -14,7 +15,7 @@ from lightning.pytorch.loggers import CSVLogger
 from PIL import Image
 from rich.console import Console
 
-from zoo.callbacks import ResultsTable, format_results, results_table, save_overlay
+from zoo.callbacks import Overlays, ResultsTable, flat_results, results_table, save_overlay
 from zoo.metrics import (
     VOID,
     MaskIoU,
@@ -24,6 +25,7 @@ from zoo.metrics import (
     target_pairs_from_masks,
     to_panoptic_pairs,
 )
+from zoo.types import Batch
 
 
 def grid(h: int, w: int, pixels: list[tuple[int, int]]) -> torch.Tensor:
@@ -240,41 +242,76 @@ def test_save_overlay_checks_labels(tmp_path) -> None:
         save_overlay(tmp_path / "x.png", torch.zeros(3, 4, 4), torch.zeros(2, 4, 4, dtype=torch.bool), ["one"])
 
 
+def overlay_batch(task: str, count: int) -> Batch:
+    images = torch.rand(count, 3, 8, 8, generator=torch.Generator().manual_seed(count))
+    empty = torch.zeros(0, 8, 8, dtype=torch.bool)
+    return Batch(images, task, [f"{task} {b}" for b in range(count)], [[]] * count, [empty] * count, [])
+
+
+def test_overlays_callback_draws_the_first_sample_of_the_first_batches_per_task(tmp_path) -> None:
+    """What the evaluation step returned (the evaluator's per-sample results) is drawn, as `save_overlay` draws it,
+    for the first `num_overlays` batches of each task per epoch; never during the sanity check or off rank 0."""
+    trainer = SimpleNamespace(
+        is_global_zero=True, sanity_checking=False, current_epoch=3, loggers=[], default_root_dir=str(tmp_path)
+    )
+    callback = Overlays(num_overlays=2)
+    masks = torch.zeros(1, 8, 8, dtype=torch.bool)
+    masks[0, 2:6, 2:6] = True
+    referring = [{"masks": masks, "labels": ["the cat"]}, {"masks": ~masks, "labels": ["the rest"]}]
+    callback.on_validation_epoch_start(trainer, None)
+    for index in range(3):
+        callback.on_validation_batch_end(trainer, None, referring, overlay_batch("referring", 2), index)
+    callback.on_validation_batch_end(trainer, None, [{"masks": None, "labels": []}], overlay_batch("panoptic", 1), 0)
+    callback.on_validation_batch_end(trainer, None, [], overlay_batch("caption", 1), 0)  # no masks, no overlay
+    folder = tmp_path / "overlays"
+    names = ["epoch003_panoptic_0.png", "epoch003_referring_0.png", "epoch003_referring_1.png"]
+    assert sorted(p.name for p in folder.iterdir()) == names
+    batch = overlay_batch("referring", 2)
+    save_overlay(tmp_path / "expected.png", batch.images[0], masks, ["the cat"], title="referring: referring 0")
+    assert (folder / names[1]).read_bytes() == (tmp_path / "expected.png").read_bytes()
+    save_overlay(
+        tmp_path / "plain.png", overlay_batch("panoptic", 1).images[0], masks[:0], [], title="panoptic: panoptic 0"
+    )
+    assert (folder / names[0]).read_bytes() == (tmp_path / "plain.png").read_bytes()
+
+    trainer.current_epoch, trainer.sanity_checking = 4, True
+    callback.on_validation_epoch_start(trainer, None)
+    callback.on_validation_batch_end(trainer, None, referring, overlay_batch("referring", 2), 0)
+    trainer.sanity_checking, trainer.is_global_zero = False, False
+    callback.on_test_batch_end(trainer, None, referring, overlay_batch("referring", 2), 0)
+    assert len(list(folder.iterdir())) == 3
+    trainer.is_global_zero = True
+    callback.on_test_epoch_start(trainer, None)
+    callback.on_test_batch_end(trainer, None, referring, overlay_batch("referring", 2), 0)
+    assert (folder / "epoch004_referring_0.png").exists()
+
+
 # ---------------------------------------------------------------- results table
 
 
-def test_format_results() -> None:
-    flat = {
-        "val/referring/ciou": 0.5,
-        "val/referring/ciou_whole_image": 0.1,
-        "val/panoptic/pq": 0.25,
+def test_flat_results() -> None:
+    results = {"referring/refcocog": {"giou": 0.3, "ciou": 0.5}, "panoptic": {"pq": 0.25}}
+    assert flat_results(results, "val/") == {
         "val/referring/refcocog/giou": 0.3,
-        "val/loss": 2.0,
-        "train/loss": 1.0,
-        "test/panoptic/pq": 0.9,
+        "val/referring/refcocog/ciou": 0.5,
+        "val/panoptic/pq": 0.25,
     }
-    assert format_results(flat) == {
-        "overall": {"loss": 2.0},
-        "panoptic": {"pq": 0.25},
-        "referring": {"ciou": 0.5, "ciou_whole_image": 0.1},
-        "referring/refcocog": {"giou": 0.3},
-    }
-    assert format_results(flat, prefix="test/") == {"panoptic": {"pq": 0.9}}
+    assert flat_results(results) == {k.removeprefix("val/"): v for k, v in flat_results(results, "val/").items()}
 
 
 class LoggingModel(BoringModel):
-    """Logs fake metrics where a real module does: per step (loss) and in its own epoch end (metrics)."""
+    """Leaves fake results where a real module does (`results`, set in its own epoch end), with a loss logged per
+    step that is not a result."""
 
     def validation_step(self, batch, batch_idx):
         self.log("val/loss", 1.5)
         return super().validation_step(batch, batch_idx)
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict({"val/referring/ciou": 0.5, "val/panoptic/pq": 0.25, "val/referring/ciou_whole_image": 0.125})
+        self.results = {"referring": {"ciou": 0.5, "ciou_whole_image": 0.125}, "panoptic": {"pq": 0.25}}
 
-    def test_step(self, batch, batch_idx):
-        self.log("test/interactive/miou", 0.75)
-        return super().test_step(batch, batch_idx)
+    def on_test_epoch_end(self) -> None:
+        self.results = {"interactive": {"miou": 0.75}}
 
 
 class CountingResults(ResultsTable):
@@ -305,9 +342,7 @@ def test_results_table_writes_json(tmp_path, capsys) -> None:
     assert callback.writes == 1  # the sanity check is not recorded
     results = json.loads((tmp_path / "lightning_logs" / "version_0" / "results.json").read_text())
     assert results == {
-        "overall": {"loss": 1.5},
-        "panoptic": {"pq": 0.25},
-        "referring": {"ciou": 0.5, "ciou_whole_image": 0.125},
+        "metrics": {"referring": {"ciou": 0.5, "ciou_whole_image": 0.125}, "panoptic": {"pq": 0.25}},
         "epoch": 0,
         "step": 2,
     }
@@ -316,7 +351,7 @@ def test_results_table_writes_json(tmp_path, capsys) -> None:
 
     trainer.test(model, verbose=False)
     test_results = json.loads((tmp_path / "lightning_logs" / "version_0" / "test_results.json").read_text())
-    assert test_results["interactive"] == {"miou": 0.75}
+    assert test_results["metrics"] == {"interactive": {"miou": 0.75}}
     assert "75.0" in capsys.readouterr().out
 
 

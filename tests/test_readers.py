@@ -348,16 +348,18 @@ def test_grounded_captions_and_llava(tmp_path: Path) -> None:
     sample = gcg[0]
     assert sample.task == "caption" and sample.answer == caption and sample.conditions == ["a cat", "the sky"]
     assert sample.labels.tolist() == [0, 0, 1] and sample.meta["phrase_spans"] == [(0, 5), (17, 24)]
+    turns = [("gpt", "Hi."), ("human", "<image>\nWhat is it?"), ("gpt", "A cat."), ("human", "Its colour?"),
+             ("gpt", "Grey.")]  # fmt: skip
     records = [
         {"id": "t", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]},
-        {
-            "id": "m",
-            "image": "g.png",
-            "conversations": [{"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "A cat."}],
-        },
+        {"id": "m", "image": "g.png", "conversations": [{"from": w, "value": v} for w, v in turns]},
     ]
     llava = LlavaConversations(dump(tmp_path / "llava_v1_5_mix665k.json", records), tmp_path)
     assert len(llava) == 1 and (llava[0].instruction, llava[0].answer) == ("What is it?", "A cat.")
+    assert llava[0].follow_ups == [("Its colour?", "Grey.")]  # the whole conversation, the opening gpt turn left out
+    records[1]["conversations"] = [{"from": "human", "value": "<image>\nWhat?"}] * 2
+    with pytest.warns(UserWarning, match="needs alternating human and gpt turns"):
+        assert len(LlavaConversations(dump(tmp_path / "broken.json", records), tmp_path)) == 0
 
 
 # --- bad input ---------------------------------------------------------------------------------------------

@@ -19,12 +19,12 @@ from zoo.decoders import AttentionGraph, SeemDecoder, TransformerEncoderPixelDec
 from zoo.decoders.seem_prompts import previous_blocked
 from zoo.encoders import DaViTEncoder, FocalNetEncoder
 from zoo.heads import TextSimilarityHead
-from zoo.interaction import MultiRoundTraining, prompt_masks, prompt_targets, segment_by_example
+from zoo.interaction import MultiRoundTraining, segment_by_example
 from zoo.language import TextArch, TextEncoder
 from zoo.losses import HungarianMatcher, SeemCriterion, SetCriterion
 from zoo.metrics.clicks import next_click
+from zoo.metrics.conditions import condition_masks, prompt_targets
 from zoo.model import SegmentationModel
-from zoo.tasks import task_spec
 from zoo.types import MASKED, BridgeOutput, FeatureSpec, PixelFeatures, Prediction, PromptInputs
 from zoo.weights import MissingWeightsError
 
@@ -221,7 +221,9 @@ def test_similarity_head_is_scaled_cosine() -> None:
         head.class_embed.weight.copy_(torch.eye(4))
     queries = torch.tensor([[[1.0, 0, 0, 0], [1.0, 1.0, 0, 0]]])
     conditions = torch.tensor([[[2.0, 0, 0, 0], [0, 0, 3.0, 0]]])
-    logits = head(queries, BridgeOutput(conditions=conditions, condition_mask=torch.tensor([[True, False]])), "panoptic")
+    logits = head(
+        queries, BridgeOutput(conditions=conditions, condition_mask=torch.tensor([[True, False]])), "panoptic"
+    )
     torch.testing.assert_close(logits[0, :, 0], torch.tensor([10.0, 10.0 / math.sqrt(2)]))
     assert (logits[0, :, 1] == MASKED).all()
     referring = head(queries, BridgeOutput(conditions=conditions), "referring")  # a distribution over queries
@@ -241,7 +243,7 @@ def test_prompt_matching_stays_within_a_prompts_queries() -> None:
     criterion = SeemCriterion(num_points=256)
     ((queries, targets),) = criterion.match(logits, masks, [target], [torch.tensor([1])])
     assert queries.tolist() == [2] and targets.tolist() == [0]  # the better-scored of prompt 1's queries
-    losses = criterion([Prediction(logits, masks)], [target], [torch.tensor([1])], "sigmoid")
+    losses = criterion([Prediction(logits, masks)], [target], [torch.tensor([1])], "referring")
     expected_ce = -torch.log_softmax(logits[0, :, 1], 0)[2]
     torch.testing.assert_close(losses["loss_class"], 0.4 * expected_ce)
 
@@ -280,9 +282,9 @@ def test_panoptic_terms_are_the_set_criterion() -> None:
     targets = [torch.rand(2, 16, 16) > 0.5, torch.rand(1, 16, 16) > 0.5]
     labels = [torch.tensor([0, 2]), torch.tensor([1])]
     torch.manual_seed(1)
-    seem = SeemCriterion(num_points=64)([Prediction(logits, masks)], targets, labels, "softmax")
+    seem = SeemCriterion(num_points=64)([Prediction(logits, masks)], targets, labels, "panoptic")
     torch.manual_seed(1)
-    base = SetCriterion(num_points=64)([Prediction(logits, masks)], targets, labels, "softmax")
+    base = SetCriterion(num_points=64)([Prediction(logits, masks)], targets, labels, "panoptic")
     for key in base:
         torch.testing.assert_close(seem[key], base[key])
 
@@ -296,7 +298,7 @@ def test_seem_model_serves_every_task(task: str) -> None:
     pred = out.predictions[-1]
     width = {"panoptic": len(batch.conditions[0]) + 1, "referring": 1, "interactive": max(map(len, batch.prompts))}
     assert len(out.predictions) == 4 and pred.logits.shape[-1] == width[task]
-    losses = SeemCriterion(num_points=128)(out.predictions, batch.masks, batch.labels, task_spec(task).scoring)
+    losses = SeemCriterion(num_points=128)(out.predictions, batch.masks, batch.labels, task)
     sum(losses.values()).backward()
     assert net.mask_decoder.query_feat.weight.grad.abs().sum() > 0
 
@@ -339,11 +341,19 @@ class _EmptyPredictor(torch.nn.Module):
         )()
 
 
+def batch_targets(batch) -> list[torch.Tensor]:
+    """Each prompt's target, [K, H, W] bool per sample."""
+    return [
+        prompt_targets(masks, labels, len(prompts))
+        for masks, labels, prompts in zip(batch.masks, batch.labels, batch.prompts, strict=True)
+    ]
+
+
 def test_multi_round_training_adds_clicks_from_errors() -> None:
     batch = task_batch("interactive", count=2)
     rounds = MultiRoundTraining(min_rounds=2, max_rounds=2, click_radius=1)
     out = rounds(_EmptyPredictor(), batch)
-    targets = prompt_targets(batch)
+    targets = batch_targets(batch)
     for before, after, negative, previous, target in zip(
         batch.prompts, out.prompts, out.negative_prompts, out.previous_masks, targets, strict=True
     ):
@@ -359,14 +369,15 @@ def test_seem_learns_an_interactive_batch_with_rounds() -> None:
     """Trained with earlier click rounds, the masks its prompts pick get much closer to their targets."""
     torch.manual_seed(0)
     batch = task_batch("interactive", count=4)
-    targets = torch.cat(prompt_targets(batch))
+    targets = torch.cat(batch_targets(batch))
     net = tiny_seem()
     criterion, rounds = SeemCriterion(num_points=256), MultiRoundTraining(max_rounds=2)
 
     def mean_iou() -> float:
         net.eval()
         with torch.no_grad():
-            preds = torch.cat(prompt_masks(batch, net(batch).predictions[-1]))
+            counts = [len(p) for p in batch.prompts]
+            preds = torch.cat(condition_masks(net(batch).predictions[-1], batch.images.shape[-2:], counts))
         net.train()
         return ((preds & targets).flatten(1).sum(1) / (preds | targets).flatten(1).sum(1)).mean().item()
 
@@ -374,7 +385,7 @@ def test_seem_learns_an_interactive_batch_with_rounds() -> None:
     optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3)
     for _ in range(30):
         step_batch = rounds(net, batch)
-        loss = sum(criterion(net(step_batch).predictions, batch.masks, batch.labels, "sigmoid").values())
+        loss = sum(criterion(net(step_batch).predictions, batch.masks, batch.labels, "interactive").values())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

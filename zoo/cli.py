@@ -1,18 +1,84 @@
-"""`zoo`: LightningCLI's fit/validate/test/predict over ZooModule + ZooDataModule, plus `zoo list`, `zoo data`,
-`zoo curriculum` (a recipe's stages in order) and `zoo grid` (an ablation grid and its comparison table)."""
+"""The one command line: LightningCLI over ZooModule + ZooDataModule, whose `--config` files layer (later ones win)
+and bring along the recipes they declare as their base in a header line `# base: a.yaml [b.yaml ...]`."""
 
 from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
 
 from zoo import registry
 from zoo.data import ZooDataModule
 from zoo.module import ZooModule
+from zoo.weights import unreadable
 
 TRAINER_DEFAULTS = {"use_distributed_sampler": False}  # the task batch sampler already splits across ranks
+BASE_LINE = re.compile(r"^#\s*base:\s*(.+)$")
+
+
+def resolve(name: str, referrer: str | Path, what: str) -> Path:
+    """A recipe path as files name each other (from the repository root): tried from the working directory,
+    then from each folder above the file that names it, so commands work from any directory."""
+    if Path(name).is_file():
+        return Path(name)
+    for folder in Path(referrer).resolve().parents:
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"{referrer}: {what} '{name}' does not exist")
+
+
+def recipe_bases(path: str | Path) -> list[Path]:
+    """The recipes `path` declares it layers over (its `# base:` header line), recursively, in layering order."""
+    bases: list[Path] = []
+    for line in Path(path).read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        match = BASE_LINE.match(line)
+        if match:
+            for name in match.group(1).split():
+                base = resolve(name, path, "`# base:` recipe")
+                bases += [*recipe_bases(base), base]
+    return bases
+
+
+def recipe_layers(paths: list[str | Path]) -> list[Path]:
+    """Config files in layering order: each recipe preceded by its declared bases (each file once)."""
+    ordered: list[Path] = []
+    seen: set[Path] = set()
+    for path in paths:
+        for p in [*recipe_bases(path), Path(path)]:
+            if p.resolve() not in seen:
+                seen.add(p.resolve())
+                ordered.append(p)
+    return ordered
+
+
+def with_bases(args: list[str]) -> list[str]:
+    """Command-line arguments with every `--config FILE` (or `-c FILE`, `--config=FILE`) replaced by the file's
+    layers: its `# base:` recipes first, each file once over the whole command line, so an overlay alone and an
+    overlay layered over its base by hand parse the same. Values that are not files (inline YAML) pass through."""
+    out: list[str] = []
+    seen: set[Path] = set()
+    rest = iter(args)
+    for arg in rest:
+        if arg in ("-c", "--config"):
+            value = next(rest, None)
+        elif arg.startswith("--config="):
+            value = arg.partition("=")[2]
+        else:
+            out.append(arg)
+            continue
+        if value is None or not Path(value).is_file():  # no value, inline YAML or a missing file: jsonargparse says
+            out += [arg] if value is None else ["--config", value]
+            continue
+        for layer in recipe_layers([value]):
+            if layer.resolve() not in seen:
+                seen.add(layer.resolve())
+                out += ["--config", str(layer)]
+    return out
 
 
 class ZooArgumentParser(LightningArgumentParser):
@@ -28,9 +94,9 @@ class ZooArgumentParser(LightningArgumentParser):
 
 
 class ZooCLI(LightningCLI):
-    """One command line for every recipe: several --config files layer, later ones win."""
+    """One command line for every recipe: several --config files layer, later ones win, bases first."""
 
-    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+    def __init__(self, args: ArgsType = None, run: bool = True) -> None:
         super().__init__(
             ZooModule,
             ZooDataModule,
@@ -43,43 +109,41 @@ class ZooCLI(LightningCLI):
             run=run,
         )
 
-
-def list_components(kind: str | None = None) -> str:
-    """The table `zoo list [KIND]` prints: every registered component with its one-line description."""
-    lines = []
-    for k, table in registry.components(kind).items():
-        lines.append(f"{k}:")
-        lines.extend(f"  {name:<24} {registry.describe(cls)}" for name, cls in sorted(table.items()))
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["list"]:
-        if len(argv) > 2:
-            sys.exit("usage: zoo list [KIND]")
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Parses `args` (the command line's own when None) with `# base:` recipes put first. LightningCLI warns
+        whenever it is given `args` while `sys.argv` holds more than the program name (as under `zoo fit ...`, a
+        curriculum or pytest), so `sys.argv` is cut to the program name while it parses."""
+        args = sys.argv[1:] if args is None else args
+        if isinstance(args, list):
+            args = with_bases(args)
+        argv, sys.argv = sys.argv, sys.argv[:1]
         try:
-            print(list_components(argv[1] if len(argv) == 2 else None))
-        except KeyError as err:
-            sys.exit(str(err.args[0]))
-        return
-    if argv[:1] == ["data"]:
-        from zoo.data.commands import data_main
+            super().parse_arguments(parser, args)
+        finally:
+            sys.argv = argv
 
-        data_main(argv[1:])
-        return
-    if argv[:1] == ["curriculum"]:
-        from zoo.curriculum import main as curriculum_main
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI reads `--ckpt_path`'s hyper-parameters; a damaged file says so in one line naming it
+        (its parse errors exit through the parser, so any exception here is the file's)."""
+        try:
+            super()._parse_ckpt_path()
+        except Exception as err:
+            path = self.config[self.config.subcommand].get("ckpt_path")
+            advice = "pass another checkpoint (e.g. an earlier epoch's) or drop --ckpt_path to start afresh"
+            raise unreadable(path, "--ckpt_path", err, advice) from None
 
-        curriculum_main(argv[1:])
-        return
-    if argv[:1] == ["grid"]:
-        from zoo.grid import main as grid_main
+    def before_instantiate_classes(self) -> None:
+        """A checkpoint stands alone: with `--ckpt_path` its weights are restored, so `model.init_from` (from the
+        recipe, or stored by an older checkpoint) is not loaded: the stage it names may be gone. The saved config
+        still names it (`after_instantiate_classes`), as the record of where the run started."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        self._unread_init_from = None
+        if config.get("ckpt_path") and config.model.get("init_from"):
+            rank_zero_info(f"--ckpt_path given: not loading model.init_from ({config.model.init_from})")
+            self._unread_init_from, config.model.init_from = config.model.init_from, None
 
-        grid_main(argv[1:])
-        return
-    ZooCLI(args=argv)
-
-
-if __name__ == "__main__":
-    main()
+    def after_instantiate_classes(self) -> None:
+        super().after_instantiate_classes()
+        if self._unread_init_from is not None:
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            config.model.init_from = self._unread_init_from

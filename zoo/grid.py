@@ -1,7 +1,7 @@
 """`zoo grid`: run an ablation grid (recipes layered with overrides) and collect the runs' results into one table.
 
-A grid file names its runs; each is a list of recipe files layered in order (a file's `# base:` header recipes
-come first) plus optional command-line overrides:
+A grid file names its runs; each is a list of recipe files layered in order (`zoo fit` puts the recipes a file's
+`# base:` header names first) plus optional command-line overrides:
 
     root: runs/ablations                  # each run fits in <root>/<name>/
     metrics: [referring/ciou, panoptic/pq, interactive/miou]   # table columns (default: every metric seen)
@@ -10,8 +10,9 @@ come first) plus optional command-line overrides:
       psalm+dual-encoder: {configs: [recipes/ablations/tiny_psalm_dual_encoder.yaml]}
       psalm-short: {configs: [recipes/psalm/tiny.yaml], args: ["--trainer.max_epochs=3"]}
 
-`zoo grid --config FILE` fits every run without a `done.json` (so a re-run resumes the grid; checkpoints and the
-resolved config go to `<root>/<name>/checkpoints/`), then writes
+`zoo grid --config FILE` fits every run without a `done.json` (so a re-run resumes the grid, an interrupted run
+from its `last.ckpt`; checkpoints and the resolved config go to `<root>/<name>/checkpoints/`; a finished run whose
+definition changed stops the grid unless `--rerun-changed`, see `zoo.runs`), then writes
 `<root>/results.md` and `<root>/results.csv`: one row per run, its latest validation `results.json`, values x100
 as papers print them. `--collect-only` skips training and only builds the table from what the runs left.
 """
@@ -23,17 +24,14 @@ import csv
 import io
 import json
 import math
-import time
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from zoo.curriculum import StageCLI, recipe_layers, resolve
-
-DONE = "done.json"
+from zoo.cli import resolve
+from zoo.runs import run_stage
 
 
 @dataclass
@@ -77,13 +75,10 @@ def latest_results(folder: Path) -> dict | None:
 
 
 def flatten(results: Mapping) -> dict[str, float | None]:
-    """{"referring": {"ciou": 0.4}, "epoch": 3} -> {"referring/ciou": 0.4} (bookkeeping keys dropped)."""
-    return {
-        f"{task}/{metric}": value
-        for task, metrics in results.items()
-        if isinstance(metrics, Mapping)
-        for metric, value in metrics.items()
-    }
+    """A results.json's metrics as table columns: {"metrics": {"referring": {"ciou": 0.4}}, "epoch": 3} ->
+    {"referring/ciou": 0.4} (a group may name a benchmark too: "referring/refcocog_val")."""
+    groups = results["metrics"]
+    return {f"{group}/{metric}": value for group, metrics in groups.items() for metric, value in metrics.items()}
 
 
 def comparison(rows: Mapping[str, Mapping | None], metrics: list[str] | None = None) -> tuple[list[str], list[list]]:
@@ -115,26 +110,18 @@ def to_csv(header: list[str], rows: list[list]) -> str:
 
 
 def run_grid(
-    path: str | Path, root: str | Path | None = None, overrides: list[str] | None = None, train: bool = True
+    path: str | Path,
+    root: str | Path | None = None,
+    overrides: list[str] | None = None,
+    train: bool = True,
+    rerun_changed: bool = False,
 ) -> str:
-    """Fit every unfinished run (unless `train` is False), then write and return the Markdown comparison."""
+    """Fit every unfinished run (unless `train` is False; a finished one whose definition changed only with
+    `rerun_changed`), then write and return the Markdown comparison."""
     grid = load_grid(path)
     root = Path(root or grid.root)
     for run in grid.runs if train else []:
-        folder = root / run.name
-        if (folder / DONE).is_file():
-            continue
-        args = ["fit"]
-        for config in recipe_layers(run.configs):
-            args += ["--config", str(config)]
-        args += [*run.args, *(overrides or []), f"--trainer.default_root_dir={folder}"]
-        start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-            cli = StageCLI(folder, args)  # checkpoints and resolved config in the run's folder
-        if cli.trainer.is_global_zero:
-            record = {"run": run.name, "seconds": round(time.perf_counter() - start, 1), "args": args}
-            (folder / DONE).write_text(json.dumps(record, indent=2) + "\n")
+        run_stage("run", run.name, root / run.name, run.configs, [*run.args, *(overrides or [])], None, rerun_changed)
     header, rows = comparison({run.name: latest_results(root / run.name) for run in grid.runs}, grid.metrics)
     markdown = to_markdown(header, rows)
     root.mkdir(parents=True, exist_ok=True)
@@ -152,5 +139,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--config", required=True, help="grid YAML (e.g. recipes/ablations/tiny_grid.yaml)")
     parser.add_argument("--root", help="folder for the runs and the table (default: the file's `root`)")
     parser.add_argument("--collect-only", action="store_true", help="do not train; only build the table")
+    parser.add_argument(
+        "--rerun-changed", action="store_true", help="rerun finished runs whose definition or checkpoint changed"
+    )
     known, overrides = parser.parse_known_args(argv)
-    print(run_grid(known.config, known.root, overrides, train=not known.collect_only), end="")
+    print(run_grid(known.config, known.root, overrides, not known.collect_only, known.rerun_changed), end="")

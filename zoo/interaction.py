@@ -14,31 +14,12 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.metrics.clicks import click_masks, mask_iou, next_click
-from zoo.metrics.postprocess import referring_top1
+from zoo.metrics.conditions import condition_masks, prompt_targets
 from zoo.model import SegmentationModel
 from zoo.types import Batch, PixelFeatures, Prediction, PromptInputs
-
-
-def prompt_masks(batch: Batch, pred: Prediction) -> list[Tensor]:
-    """Each prompt's chosen mask at image resolution, [K, H, W] bool per sample (the evaluator's top-1 rule)."""
-    masks = F.interpolate(pred.masks.float(), size=batch.images.shape[-2:], mode="bilinear", align_corners=False)
-    logits = pred.logits.float()
-    return [
-        torch.stack([referring_top1(logits[b, :, k], masks[b]) for k in range(len(prompts))])
-        for b, prompts in enumerate(batch.prompts)
-    ]
-
-
-def prompt_targets(batch: Batch) -> list[Tensor]:
-    """Each prompt's target, [K, H, W] bool per sample: the union of the masks labelled with its index."""
-    return [
-        torch.stack([masks[labels == k].any(0) for k in range(len(prompts))])
-        for masks, labels, prompts in zip(batch.masks, batch.labels, batch.prompts, strict=True)
-    ]
 
 
 class MultiRoundTraining:
@@ -67,7 +48,11 @@ class MultiRoundTraining:
         rounds = int(torch.randint(self.min_rounds, self.max_rounds + 1, ()))  # torch's RNG, seeded per step
         if rounds == 0:
             return batch
-        targets = prompt_targets(batch)
+        targets = [
+            prompt_targets(masks, labels, len(prompts))
+            for masks, labels, prompts in zip(batch.masks, batch.labels, batch.prompts, strict=True)
+        ]
+        counts = [len(prompts) for prompts in batch.prompts]
         positive = [p.clone() for p in batch.prompts]
         negative = [torch.zeros_like(p) for p in batch.prompts]
         previous = None
@@ -76,7 +61,7 @@ class MultiRoundTraining:
                 current = dataclasses.replace(
                     batch, prompts=positive, negative_prompts=negative, previous_masks=previous
                 )
-                previous = prompt_masks(current, net(current).predictions[-1])
+                previous = condition_masks(net(current).predictions[-1], batch.images.shape[-2:], counts)
                 self._click(previous, targets, positive, negative)
         return dataclasses.replace(batch, prompts=positive, negative_prompts=negative, previous_masks=previous)
 

@@ -11,14 +11,15 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 
 from zoo import performance
-from zoo.callbacks.results import ResultsTable
+from zoo.callbacks.last import LastAtFitEnd
+from zoo.callbacks.overlays import Overlays
+from zoo.callbacks.results import ResultsTable, flat_results
 from zoo.evaluation import Evaluator
 from zoo.interaction import MultiRoundTraining
-from zoo.losses import SetCriterion
+from zoo.losses import Criterion, SetCriterion
 from zoo.model import ModelOutput, SegmentationModel
 from zoo.randomness import sample_generators
-from zoo.stages import load_weights, param_groups, set_trainable
-from zoo.tasks import task_spec
+from zoo.stages import check_init, load_weights, param_groups, set_trainable
 from zoo.types import Batch
 
 
@@ -28,12 +29,13 @@ class ZooModule(LightningModule):
     def __init__(
         self,
         net: SegmentationModel,
-        criterion: SetCriterion | None = None,
+        criterion: Criterion | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         scheduler: LRSchedulerCallable | None = None,
         trainable: list[str] | None = None,
         lr_multipliers: dict[str, float] | None = None,
         init_from: str | None = None,
+        init_missing_ok: list[str] | None = None,
         gradient_checkpointing: bool | list[str] = False,
         compile_parts: list[str] | None = None,
         compile_options: dict[str, Any] | None = None,
@@ -42,6 +44,10 @@ class ZooModule(LightningModule):
         interaction: MultiRoundTraining | None = None,
     ) -> None:
         """`init_from` loads the weights only (a new stage: fresh optimizer); `--ckpt_path` resumes a stage.
+
+        A load that leaves a frozen part or most of the model at random init stops, unless the missing keys match
+        `init_missing_ok` globs (a part this stage adds, or one that loads its own pretrained file). `init_from` is
+        not saved with the checkpoint's hyper-parameters: a checkpoint holds its weights and stands alone.
 
         `trainable` globs name parameters of `net` (e.g. 'pixel_decoder.*'); everything else is frozen. None keeps
         what the parts chose (a LoRA-wrapped LM freezes its base weights). `lr_multipliers` maps globs to factors
@@ -53,7 +59,7 @@ class ZooModule(LightningModule):
         runs `torch.compile(**compile_options)` on the named parts (e.g. `[pixel_decoder, mask_decoder]`).
         """
         super().__init__()
-        self.save_hyperparameters(ignore=["net", "criterion", "evaluator", "interaction"])
+        self.save_hyperparameters(ignore=["net", "criterion", "evaluator", "interaction", "init_from"])
         self.net = net
         self.criterion = criterion if criterion is not None else SetCriterion()
         self.optimizer_factory = optimizer
@@ -63,8 +69,10 @@ class ZooModule(LightningModule):
         self.evaluator = evaluator if evaluator is not None else Evaluator()
         self.interaction = interaction
         if init_from is not None:
-            load_weights(self.net, init_from, prefix="net.")
+            missing, _ = load_weights(self.net, init_from, prefix="net.")
         trained, total = set_trainable(self.net, trainable)
+        if init_from is not None:
+            check_init(self.net, init_from, missing, init_missing_ok or [])
         rank_zero_info(f"trainable parameters: {trained:,} of {total:,}")
         if gradient_checkpointing is True:
             self.net.set_gradient_checkpointing(True)
@@ -73,9 +81,10 @@ class ZooModule(LightningModule):
         performance.compile_parts(self.net, compile_parts or [], compile_options)
 
     def configure_callbacks(self) -> list:
-        return [ResultsTable()]
+        return [ResultsTable(), Overlays(self.evaluator.num_overlays), LastAtFitEnd()]
 
     def setup(self, stage: str) -> None:
+        self.results: dict[str, dict[str, float]] = {}  # the latest evaluation, {group: {metric: value}}
         try:
             categories = self.trainer.datamodule.categories
         except (AttributeError, ValueError):  # no datamodule, or datasets without a category table: no PQ
@@ -93,8 +102,7 @@ class ZooModule(LightningModule):
         losses: dict[str, torch.Tensor] = {}
         if out.predictions is not None:
             masks, labels = batch.trained_targets()
-            scoring = task_spec(batch.task).scoring
-            losses.update(self.criterion(out.predictions, masks, labels, scoring, generators=batch.generators))
+            losses.update(self.criterion(out.predictions, masks, labels, batch.task, generators=batch.generators))
         if out.lm_loss is not None:
             losses["loss_lm"] = out.lm_loss * self.lm_loss_weight
         if not losses:
@@ -112,31 +120,34 @@ class ZooModule(LightningModule):
         self.log("train/loss", total.detach(), prog_bar=True, batch_size=size, sync_dist=True)
         return total
 
-    def _eval_step(self, batch: Batch, batch_idx: int, prefix: str) -> None:
+    def _eval_step(self, batch: Batch, batch_idx: int, prefix: str) -> list[dict]:
+        """The per-sample results the evaluator scored, for callbacks (`Overlays`)."""
         out = self(batch)
         losses = self._losses(batch, out)
         self.log(f"{prefix}_loss/{batch.task}", sum(losses.values()), batch_size=len(batch))
+        results = self.evaluator.update(batch, out.predictions[-1] if out.predictions else None, out.texts)
         if out.predictions is not None:
-            self.evaluator.update(batch, out.predictions[-1])
-            self.evaluator.update_clicks(batch, lambda clicked: self(clicked).predictions[-1])
-            if self.trainer.is_global_zero and not self.trainer.sanity_checking:
-                self.evaluator.save_overlays(batch, out.predictions[-1], self.trainer, batch_idx)
+            self.evaluator.rerun(batch, lambda clicked: self(clicked).predictions[-1])
+        return results
 
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, batch_idx, "val")
+    def validation_step(self, batch: Batch, batch_idx: int) -> list[dict]:
+        return self._eval_step(batch, batch_idx, "val")
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, batch_idx, "test")
+    def test_step(self, batch: Batch, batch_idx: int) -> list[dict]:
+        return self._eval_step(batch, batch_idx, "test")
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict({f"val/{k}": v for k, v in self.evaluator.compute().items()})
+        self.results = self.evaluator.compute()
+        self.log_dict(flat_results(self.results, "val/"))
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict({f"test/{k}": v for k, v in self.evaluator.compute().items()})
+        self.results = self.evaluator.compute()
+        self.log_dict(flat_results(self.results, "test/"))
 
     def predict_step(self, batch: Batch, batch_idx: int) -> list[dict]:
+        """Per sample: the post-processed masks, and `text` where the bridge generates an answer."""
         out = self(batch)
-        return self.evaluator.postprocess(batch, out.predictions[-1]) if out.predictions is not None else []
+        return self.evaluator.postprocess(batch, out.predictions[-1] if out.predictions else None, out.texts)
 
     def configure_optimizers(self) -> dict:
         optimizer = self.optimizer_factory(param_groups(self.net, self.lr_multipliers))

@@ -5,11 +5,10 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable
 
-import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from zoo.weights import MissingWeightsError
+from zoo.weights import read_checkpoint
 
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:
@@ -48,20 +47,17 @@ def param_groups(model: nn.Module, lr_multipliers: dict[str, float]) -> list[dic
     return [{"params": ps, "lr_mult": mult} for mult, ps in groups.items()]
 
 
-def load_weights(module: nn.Module, path: str, prefix: str = "") -> tuple[list[str], list[str]]:
+def load_weights(module: nn.Module, path: str, prefix: str = "net.") -> tuple[list[str], list[str]]:
     """Weights-only load of a Lightning checkpoint (or a bare state dict) into `module`, non-strict.
 
-    Optimizer, scheduler and loop state are ignored on purpose: a new stage starts fresh. Returns and reports the
-    missing and unexpected keys, since a stage change (new head, dropped decoder) legitimately produces some.
+    Optimizer, scheduler and loop state are ignored on purpose: a new stage starts fresh. A checkpoint's keys are
+    taken under `prefix` (the LightningModule's attribute); a bare state dict's keys are used as they are unless
+    they carry `prefix` too. Returns and reports the missing and unexpected keys, since a stage change (new head,
+    dropped decoder) legitimately produces some; `check_init` decides whether they are acceptable.
     """
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise MissingWeightsError(
-            f"init_from: checkpoint '{path}' not found; point `model.init_from` at the previous stage's .ckpt"
-        ) from None
+    blob = read_checkpoint(path, "init_from", "point `model.init_from` at the previous stage's .ckpt")
     state = blob.get("state_dict", blob)
-    if prefix:
+    if "state_dict" in blob or any(k.startswith(prefix) for k in state):
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     result = module.load_state_dict(state, strict=False)
     loaded = len(state) - len(result.unexpected_keys)
@@ -72,10 +68,50 @@ def load_weights(module: nn.Module, path: str, prefix: str = "") -> tuple[list[s
     return list(result.missing_keys), list(result.unexpected_keys)
 
 
-def _summary(keys: list[str]) -> str:
-    """Keys grouped by their first two name parts, so a report stays one line."""
+class InitFromError(ValueError):
+    """Raised when `init_from` would leave the model (or a part nothing trains) at random initialisation."""
+
+
+def check_init(
+    module: nn.Module, path: str, missing: list[str], expected: Iterable[str] = (), share: float = 0.5
+) -> None:
+    """Stop when `init_from` loaded nothing, left a frozen parameter (a part this stage does not train) or more than
+    `share` of the model's values at random init, printing what is missing. Missing keys matching an `expected`
+    glob (e.g. 'bridge.*', a part this stage adds or loads from its own pretrained file) are accepted."""
+    state = module.state_dict()
+    params = dict(module.named_parameters())
+    if set(params) <= set(missing):
+        problem = "loaded nothing (is it a checkpoint of this model?)"
+    else:
+        unexpected = [k for k in missing if not _matches(k, expected)]
+        frozen = [k for k in unexpected if k in params and not params[k].requires_grad]
+        size = sum(state[k].numel() for k in unexpected)
+        total = sum(v.numel() for v in state.values())
+        if frozen:
+            problem = f"leaves {len(frozen)} frozen parameters (not trained by this stage) at random init"
+        elif size > share * total:
+            problem = f"leaves {size / total:.0%} of the model's values at random init"
+        else:
+            return
+        missing = unexpected
+    table = "\n".join(f"  {head:<40} {n:>6} missing" for head, n in _heads(missing).items())
+    raise InitFromError(
+        f"init_from '{path}' {problem}. Missing keys by part:\n{table}\n"
+        "Point `model.init_from` at a checkpoint of this model, or list the parts this stage is expected to lack in "
+        "`model.init_missing_ok` (globs, e.g. ['bridge.*'])."
+    )
+
+
+def _heads(keys: list[str]) -> dict[str, int]:
+    """Keys counted by their first two name parts."""
     heads: dict[str, int] = {}
     for k in keys:
         head = ".".join(k.split(".")[:2])
         heads[head] = heads.get(head, 0) + 1
-    return "(" + ", ".join(f"{h}: {n}" for h, n in sorted(heads.items())) + ")" if heads else ""
+    return dict(sorted(heads.items()))
+
+
+def _summary(keys: list[str]) -> str:
+    """Keys grouped by their first two name parts, so a report stays one line."""
+    heads = _heads(keys)
+    return "(" + ", ".join(f"{h}: {n}" for h, n in heads.items()) + ")" if heads else ""

@@ -56,6 +56,8 @@ class Batch:
     prompts: list[Tensor] = field(default_factory=list)  # [K, H, W] bool per sample (interactive)
     prompt_types: list[list[str]] = field(default_factory=list)
     answers: list[str] = field(default_factory=list)
+    # Per sample, the (question, answer) turns after the first of a multi-turn conversation (LLaVA's).
+    follow_ups: list[list[tuple[str, str]]] = field(default_factory=list)
     meta: list[dict] = field(default_factory=list)
     negative_prompts: list[Tensor] | None = None  # [K, H, W] bool per sample: negative clicks (interactive)
     previous_masks: list[Tensor] | None = None  # [K, H, W] bool per sample: the previous round's prediction
@@ -80,6 +82,7 @@ class Batch:
             prompts=[p.to(device) for p in self.prompts],
             prompt_types=self.prompt_types,
             answers=self.answers,
+            follow_ups=self.follow_ups,
             meta=self.meta,
             negative_prompts=None if self.negative_prompts is None else [p.to(device) for p in self.negative_prompts],
             previous_masks=None if self.previous_masks is None else [m.to(device) for m in self.previous_masks],
@@ -137,6 +140,32 @@ class PromptInputs:
 
 
 @dataclass
+class SparsePrompts:
+    """Prompt embeddings per mask request, in the mask decoder's prompt width (SAM's sparse prompts).
+
+    `embeddings` [B, K, N, D]: K mask requests per sample (e.g. one per generated `[SEG]`), each with up to N
+    embeddings; `valid` [B, K, N] bool marks the real ones (samples and requests are padded to one size).
+    """
+
+    embeddings: Tensor
+    valid: Tensor
+
+
+@dataclass
+class CoordinatePrompts:
+    """Points and boxes per mask request, in input-image pixels (e.g. parsed from a language model's text).
+
+    `points` [B, K, N, 2] xy with `labels` [B, K, N] long (1 positive, 0 negative, -1 padding); `boxes` [B, K, 4]
+    xyxy, with `has_box` [B, K] bool marking the requests that give one.
+    """
+
+    points: Tensor
+    labels: Tensor
+    boxes: Tensor
+    has_box: Tensor
+
+
+@dataclass
 class BridgeOutput:
     """What the language side hands to the mask side.
 
@@ -151,6 +180,13 @@ class BridgeOutput:
     lm_loss: Tensor | None = None
     prompts: PromptInputs | None = None  # for mask decoders that mix prompts into their queries (SEEM)
     query_offset: Tensor | None = None  # [B, 1 or Q, D] added to the decoder's learned queries (X-SAM's <SEG>)
+    texts: list[str] | None = None  # the language model's generated answer per sample, when the bridge generates
+    sparse_prompts: SparsePrompts | None = None  # for prompt decoders (SAM's): embeddings per mask request
+    coordinates: CoordinatePrompts | None = None  # for prompt decoders: points and boxes per mask request
+
+
+# The `BridgeOutput` fields a mask decoder may read, each passed to it as the keyword of the same name.
+DECODER_INPUTS = ("query_content", "query_offset", "prompts", "sparse_prompts", "coordinates")
 
 
 @dataclass

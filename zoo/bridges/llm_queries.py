@@ -8,29 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.bridges.base import IGNORE, Bridge
+from zoo.bridges.base import Bridge
 from zoo.language.causal_lm import CausalLM
+from zoo.language.generation import GenerationSettings
+from zoo.language.sequence import SequenceBuilder, draw_order, embed_batch
 from zoo.projectors.base import Projector
 from zoo.registry import register
 from zoo.tasks import condition_groups, is_prompted, task_spec
 from zoo.types import Batch, BridgeOutput, Dims, FeatureSpec
-
-
-class _Sequence:
-    """One sample's LLM input assembled from text and embedding chunks, remembering where each span sits."""
-
-    def __init__(self) -> None:
-        self.chunks: list[Tensor] = []
-        self.labels: list[Tensor] = []
-        self.length = 0
-
-    def add(self, embeds: Tensor, labels: Tensor | None = None) -> tuple[int, int]:
-        start = self.length
-        self.chunks.append(embeds)
-        n = embeds.shape[0]
-        self.labels.append(labels if labels is not None else torch.full((n,), IGNORE, device=embeds.device))
-        self.length += n
-        return start, self.length
 
 
 @register("bridge")
@@ -38,8 +23,13 @@ class LLMQueries(Bridge):
     """PSALM: mask tokens follow image, instruction and conditions through the LLM and become the queries.
 
     Conditions are pooled over their spans (category names, the expression, one region token per visual prompt);
-    `background` is itself a text class, the last one, so generic segmentation scores K+1 conditions.
+    `background` is itself a text class, the last one, so generic segmentation scores K+1 conditions. The mask
+    tokens fill the `<seg>` slot of the answer; only captions train the LM's text (PSALM adds no LM loss to
+    segmentation). `template` and `texts` lay the sequence out (`zoo.language.sequence`); `generation`, when set,
+    also has the LM answer each sample at validation, test and predict time (`BridgeOutput.texts`).
     """
+
+    produces = frozenset({"query_content"})
 
     def __init__(
         self,
@@ -51,6 +41,9 @@ class LLMQueries(Bridge):
         shuffle_categories: bool = True,
         background: str = "background",
         seg_token: str = "[SEG]",
+        template: str = "minimal",
+        texts: str = "psalm-minimal",
+        generation: GenerationSettings | None = None,
     ) -> None:
         super().__init__()
         self.lm = language_model
@@ -65,11 +58,13 @@ class LLMQueries(Bridge):
         self.region_points = region_points
         self.shuffle_categories = shuffle_categories
         self.background = background
-        self.seg_id = language_model.tokenizer.convert_tokens_to_ids(seg_token)
-
-    def _text(self, text: str, seg: bool = False) -> Tensor:
-        ids = self.lm.token_ids(text) + ([self.seg_id] if seg else [])
-        return torch.tensor(ids, dtype=torch.long, device=self.lm.device)
+        if seg_token not in language_model.tokenizer.get_vocab():
+            raise ValueError(f"the language model's tokenizer lacks {seg_token}; add it to its `extra_tokens`")
+        self.builder = SequenceBuilder(
+            language_model, template, texts, slots=("<image>", "<seg>", "<region>"), tokens={"seg_token": seg_token}
+        )
+        self.builder.require_in_answers("<seg>", "the slot of the mask tokens")
+        self.generation = generation
 
     def region_tokens(self, grid: Tensor, prompts: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Average the projected token grid [H, h, w] over points inside each prompt mask [K, Hi, Wi] -> [K, H].
@@ -98,41 +93,33 @@ class LLMQueries(Bridge):
         grid = self.projector(features[self.image_feature])  # [B, H, h, w]
         image_tokens = grid.flatten(2).transpose(1, 2)
         caption = batch.task == "caption"
-        sequences, spans, query_spans = [], [], []
+        generate = self.generation is not None and not self.training
+        layouts, prompts = [], []
         for b in range(len(batch)):
             rng = batch.generators[b] if batch.generators else None
-            seq = _Sequence()
-            seq.add(image_tokens[b])
-            seq.add(self.lm.embed(self._text(batch.instructions[b])))
-            cond_spans: list[tuple[int, int]] = []
+            conditions: list[str | Tensor] = []
+            order = None
             if batch.task == "panoptic":
-                names = [*batch.conditions[b], self.background]
-                order = range(len(names))
+                conditions = [*batch.conditions[b], self.background]
                 if self.training and self.shuffle_categories:
-                    order = torch.randperm(len(names), generator=rng, device=rng.device if rng else None).tolist()
-                cond_spans = [(0, 0)] * len(names)
-                for i in order:
-                    cond_spans[i] = seq.add(self.lm.embed(self._text(names[i], seg=True)))
+                    order = draw_order(len(conditions), rng)
             elif batch.task == "referring":
-                cond_spans = [seq.add(self.lm.embed(self._text(c, seg=True))) for c in batch.conditions[b]]
+                conditions = batch.conditions[b]
             elif is_prompted(batch.task):
-                regions = self.region_tokens(grid[b], batch.prompts[b], rng)
-                cond_spans = [seq.add(region[None]) for region in regions]
-            if caption:
-                ids = self._text(batch.answers[b])
-                eos = torch.tensor([self.lm.tokenizer.eos_token_id], device=ids.device)
-                ids = torch.cat([ids, eos])
-                seq.add(self.lm.embed(ids), labels=ids)
-            else:
-                query_spans.append(seq.add(self.mask_tokens.to(image_tokens.dtype)))
-            sequences.append(seq)
-            spans.append(cond_spans)
+                conditions = list(self.region_tokens(grid[b], batch.prompts[b], rng))
+            slots = {"<image>": image_tokens[b], "<seg>": self.mask_tokens}
+            layouts.append(self.builder.build_sample(batch, b, conditions, order, slots, training=self.training))
+            if generate:
+                prompts.append(self.builder.build_sample(batch, b, conditions, order, slots, prompt=True))
 
-        embeds, mask, labels = self._pad(sequences)
+        embeds, mask, labels = embed_batch(self.lm, layouts)
         hidden, lm_loss = self.lm(embeds, mask, labels if caption else None)
+        texts = self.builder.generate(prompts, self.generation).texts if generate else None
         if caption:
-            return BridgeOutput(lm_loss=lm_loss)
+            return BridgeOutput(lm_loss=lm_loss, texts=texts)
+        query_spans = [layout.slots["<seg>"][0] for layout in layouts]
         queries = torch.stack([hidden[b, s:e] for b, (s, e) in enumerate(query_spans)])
+        spans = [layout.conditions for layout in layouts]
         pooled = [torch.stack([hidden[b, s:e].mean(0) for s, e in cs]) for b, cs in enumerate(spans) if cs]
         conditions, cond_mask = None, None
         if pooled:
@@ -140,15 +127,6 @@ class LLMQueries(Bridge):
             lengths = torch.tensor([len(cs) for cs in spans], device=conditions.device)
             cond_mask = torch.arange(conditions.shape[1], device=conditions.device)[None] < lengths[:, None]
             conditions = self.condition_proj[task_spec(batch.task).condition_group](conditions)
-        return BridgeOutput(query_content=self.query_proj(queries), conditions=conditions, condition_mask=cond_mask)
-
-    @staticmethod
-    def _pad(sequences: list[_Sequence]) -> tuple[Tensor, Tensor, Tensor]:
-        """Right-pad the samples to one length: embeddings, attention mask and labels."""
-        embeds = nn.utils.rnn.pad_sequence([torch.cat(s.chunks) for s in sequences], batch_first=True)
-        labels = nn.utils.rnn.pad_sequence(
-            [torch.cat(s.labels) for s in sequences], batch_first=True, padding_value=IGNORE
+        return BridgeOutput(
+            query_content=self.query_proj(queries), conditions=conditions, condition_mask=cond_mask, texts=texts
         )
-        lengths = torch.tensor([s.length for s in sequences], device=embeds.device)
-        mask = (torch.arange(embeds.shape[1], device=embeds.device)[None] < lengths[:, None]).long()
-        return embeds, mask, labels

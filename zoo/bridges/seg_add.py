@@ -8,8 +8,10 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from zoo.bridges.base import IGNORE, Bridge
+from zoo.bridges.base import Bridge
 from zoo.language.causal_lm import CausalLM
+from zoo.language.generation import GenerationSettings
+from zoo.language.sequence import SequenceBuilder, SequenceLayout, draw_order, embed_batch
 from zoo.projectors.base import Projector
 from zoo.projectors.prompt_sampler import PointSampler
 from zoo.registry import register
@@ -28,8 +30,12 @@ class SegAdd(Bridge):
     The projected hidden state at `<SEG>` is added to every learned decoder query (`query_offset`); each condition
     is wrapped in `<p>…</p>` (a category name, an expression, or one visual-prompt token pooled by the sampler)
     and its embedding is the mean projected state over the span, ends included. The answer (`<SEG>` then EOS,
-    or a caption) carries the language-model loss, for every task as in X-SAM.
+    or a caption) carries the language-model loss, for every task as in X-SAM. `template` and `texts` lay the
+    sequence out (`zoo.language.sequence`); `generation`, when set, also has the LM answer each sample at
+    validation, test and predict time (`BridgeOutput.texts`).
     """
+
+    produces = frozenset({"query_offset"})
 
     def __init__(
         self,
@@ -45,6 +51,9 @@ class SegAdd(Bridge):
         seg_token: str = "<SEG>",
         open_token: str = "<p>",
         close_token: str = "</p>",
+        template: str = "minimal",
+        texts: str = "xsam-minimal",
+        generation: GenerationSettings | None = None,
     ) -> None:
         """`projector` maps `image_feature` (X-SAM: SigLIP) to LLM tokens; `extra_projector` maps `extra_feature`
         (X-SAM: SAM's layer -2, pixel-shuffled) to more tokens placed after them; visual prompts sample the
@@ -72,16 +81,11 @@ class SegAdd(Bridge):
         missing = [t for t in (seg_token, open_token, close_token) if t not in vocab]
         if missing:
             raise ValueError(f"the language model's tokenizer lacks {missing}; add them to its `extra_tokens`")
-        self.seg_id, self.open_id, self.close_id = (vocab[t] for t in (seg_token, open_token, close_token))
-
-    def _token_ids(self, batch: Batch) -> dict[str, list[int]]:
-        """Token ids of every text the batch needs, from one tokenizer call."""
-        texts = {*batch.instructions, *(c for conds in batch.conditions for c in conds)}
-        if batch.task == "caption":
-            texts.update(batch.answers)
-        texts = sorted(texts)
-        ids = self.lm.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-        return dict(zip(texts, ids, strict=True))
+        self.seg_id = vocab[seg_token]
+        tokens = {"seg_token": seg_token, "open_token": open_token, "close_token": close_token}
+        self.builder = SequenceBuilder(language_model, template, texts, slots=("<image>", "<region>"), tokens=tokens)
+        self.builder.require_in_answers("{seg_token}", "the token whose state offsets the queries")
+        self.generation = generation
 
     def forward(self, batch: Batch, features: dict[str, Tensor]) -> BridgeOutput:
         task_spec(batch.task)  # an unknown task fails here, naming the candidates
@@ -89,58 +93,51 @@ class SegAdd(Bridge):
         if self.extra_projector is not None:
             grids["extra"] = self.extra_projector(features[self.extra_feature])
         visual = torch.cat([g.flatten(2).transpose(1, 2) for g in grids.values()], 1)  # [B, T, H]
-        tokens = self._token_ids(batch)
-        pad, eos = self.lm.tokenizer.pad_token_id, self.lm.tokenizer.eos_token_id
-        # Each sample's input is ids with placeholders (pad) where embeddings go: the visual tokens first, then one
-        # per visual prompt; a single embedding call then serves the whole batch.
-        rows, spans, seg_positions, prompt_slots, prompt_tokens = [], [], [], [], []
+        generate = self.generation is not None and not self.training
+        layouts, prompts = [], []
         for b in range(len(batch)):
-            ids = [pad] * visual.shape[1] + tokens[batch.instructions[b]]
-            cond_spans: list[tuple[int, int]] = []
+            rng = batch.generators[b] if batch.generators else None
+            conditions: list[str | Tensor] = []
+            order = None
             if batch.task in ("panoptic", "referring"):
-                names = batch.conditions[b]
-                shuffle = self.training and self.shuffle_categories and batch.task == "panoptic"
-                order = torch.randperm(len(names)).tolist() if shuffle else range(len(names))
-                cond_spans = [(0, 0)] * len(names)
-                for i in order:
-                    cond_spans[i] = (len(ids), len(ids) + len(tokens[names[i]]) + 2)
-                    ids += [self.open_id, *tokens[names[i]], self.close_id]
+                conditions = batch.conditions[b]
+                if self.training and self.shuffle_categories and batch.task == "panoptic":
+                    # The sample's own stream, not torch's global one (the one change to the tiny recipes' draws):
+                    # a shuffle then no longer depends on how the global batch is split over processes.
+                    order = draw_order(len(conditions), rng)
             elif is_prompted(batch.task):
                 meta = batch.meta[b] if batch.meta else {}
                 sources = torch.as_tensor(meta.get(PROMPT_SOURCES, [b] * len(batch.prompts[b])))
-                prompt_tokens.append(self.sampler(grids[self.prompt_grid], batch.prompts[b], sources))
-                for _ in range(len(batch.prompts[b])):
-                    cond_spans.append((len(ids), len(ids) + 3))
-                    prompt_slots.append((b, len(ids) + 1))
-                    ids += [self.open_id, pad, self.close_id]
-            answer = tokens[batch.answers[b]] if batch.task == "caption" else [self.seg_id]
-            seg_positions.append(len(ids))
-            rows.append((ids + answer + [eos], len(ids)))
-            spans.append(cond_spans)
+                conditions = list(self.sampler(grids[self.prompt_grid], batch.prompts[b], sources))
+            slots = {"<image>": visual[b]}
+            layouts.append(self.builder.build_sample(batch, b, conditions, order, slots, training=self.training))
+            if generate:
+                prompts.append(self.builder.build_sample(batch, b, conditions, order, slots, prompt=True))
 
-        length = max(len(ids) for ids, _ in rows)
-        device = visual.device
-        ids = torch.tensor([r + [pad] * (length - len(r)) for r, _ in rows], device=device)
-        real = torch.tensor([len(r) for r, _ in rows], device=device)
-        mask = (torch.arange(length, device=device)[None] < real[:, None]).long()
-        answer_start = torch.tensor([start for _, start in rows], device=device)[:, None]
-        positions = torch.arange(length, device=device)[None]
-        labels = ids.masked_fill((positions < answer_start) | (mask == 0), IGNORE)
-        embeds = self.lm.embed(ids)
-        embeds = torch.cat([visual.to(embeds.dtype), embeds[:, visual.shape[1] :]], 1)
-        if prompt_slots:
-            where = torch.tensor(prompt_slots, device=device).T
-            embeds = embeds.index_put((where[0], where[1]), torch.cat(prompt_tokens).to(embeds.dtype))
+        embeds, mask, labels = embed_batch(self.lm, layouts, one_call=True)
         hidden, lm_loss = self.lm(embeds, mask, labels)
+        texts = self.builder.generate(prompts, self.generation).texts if generate else None
         if batch.task == "caption":
-            return BridgeOutput(lm_loss=lm_loss)
+            return BridgeOutput(lm_loss=lm_loss, texts=texts)
+        device = visual.device
         projected = self.llm_projector(hidden)
-        offset = projected[torch.arange(len(batch), device=device), torch.tensor(seg_positions, device=device)][:, None]
+        seg_positions = torch.tensor([self._seg_position(layout) for layout in layouts], device=device)
+        offset = projected[torch.arange(len(batch), device=device), seg_positions][:, None]
         empty = projected.new_zeros(0, projected.shape[-1])
+        spans = [layout.conditions for layout in layouts]
         pooled = [
             torch.stack([projected[b, s:e].mean(0) for s, e in cs]) if cs else empty for b, cs in enumerate(spans)
         ]
         conditions = nn.utils.rnn.pad_sequence(pooled, batch_first=True)
         lengths = torch.tensor([len(cs) for cs in spans], device=device)
         cond_mask = torch.arange(conditions.shape[1], device=device)[None] < lengths[:, None]
-        return BridgeOutput(query_offset=offset, conditions=conditions, condition_mask=cond_mask, lm_loss=lm_loss)
+        return BridgeOutput(
+            query_offset=offset, conditions=conditions, condition_mask=cond_mask, lm_loss=lm_loss, texts=texts
+        )
+
+    def _seg_position(self, layout: SequenceLayout) -> int:
+        """Where the answer's first `<SEG>` sits: its state offsets the queries."""
+        positions = layout.positions(self.seg_id)
+        if not positions:
+            raise ValueError("a SegAdd sequence has no <SEG> token; its texts must answer with {seg_token}")
+        return positions[0]

@@ -25,6 +25,8 @@ class TextPrompts(Bridge):
     tokens too (composition).
     """
 
+    produces = frozenset({"prompts"})
+
     def __init__(self, dims: Dims, text_encoder: Callable[[int], TextEncoder], background: str = "background") -> None:
         super().__init__()
         self.text = text_encoder(dims.decoder_dim)

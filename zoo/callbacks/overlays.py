@@ -1,15 +1,20 @@
-"""Side-by-side PNGs of an image and its masks, for eyeballing what a model (or a dataset) produces."""
+"""Side-by-side PNGs of an image and its masks, for eyeballing what a model (or a dataset) produces, and the
+callback that writes them for the first batches of each task at every validation and test."""
 
 from __future__ import annotations
 
 import colorsys
 import math
 from pathlib import Path
+from typing import Any
 
+import lightning as L
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
+
+from zoo.types import Batch
 
 MIN_SIDE = 256  # tiny test images are scaled up to this so a person can see them
 ALPHA = 0.5
@@ -70,3 +75,67 @@ def save_overlay(path: str | Path, image: Tensor, masks: Tensor, labels: list[st
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
+
+
+class Overlays(L.Callback):
+    """The first sample of the first `num_overlays` batches of each task, per validation or test epoch: the image
+    beside its predicted masks, in `<log_dir>/overlays/epoch<NNN>_<task>_<n>.png`.
+
+    Reads what the evaluation step returns: the per-sample results of `Evaluator.update` (masks and labels), so
+    nothing is post-processed twice. Rank 0 alone writes, and not during the sanity check.
+    """
+
+    def __init__(self, num_overlays: int = 2) -> None:
+        self.num_overlays = num_overlays
+        self.written: dict[str, int] = {}
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.written.clear()
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.written.clear()
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Batch,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._save(trainer, outputs, batch)
+
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Batch,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._save(trainer, outputs, batch)
+
+    def _save(self, trainer: L.Trainer, results: list[dict] | None, batch: Batch) -> None:
+        if not results or "masks" not in results[0] or not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        written = self.written.get(batch.task, 0)
+        if written >= self.num_overlays:
+            return
+        self.written[batch.task] = written + 1
+        image = batch.images[0].float().cpu()
+        masks = results[0]["masks"]
+        masks = masks.cpu() if masks is not None else torch.zeros(0, *image.shape[-2:], dtype=torch.bool)
+        name = f"epoch{trainer.current_epoch:03d}_{batch.task}_{written}.png"
+        title = f"{batch.task}: {batch.instructions[0]}"
+        save_overlay(Path(_local_log_dir(trainer)) / "overlays" / name, image, masks, results[0]["labels"], title=title)
+
+
+def _local_log_dir(trainer: L.Trainer) -> str:
+    """`trainer.log_dir` without its broadcast: overlays are written by rank 0 alone, and a collective called on
+    one rank deadlocks DDP."""
+    logger = trainer.loggers[0] if trainer.loggers else None
+    if logger is None:
+        return trainer.default_root_dir
+    return getattr(logger, "log_dir", None) or logger.save_dir or trainer.default_root_dir

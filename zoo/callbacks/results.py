@@ -1,4 +1,5 @@
-"""A paper-style results table and a `results.json` from what the module logged under `val/` or `test/`."""
+"""A paper-style results table and a `results.json` from the nested results the module computed at validation or
+test: `{group: {metric: value}}`, a group being a task on one benchmark ("referring/refcoco_val")."""
 
 from __future__ import annotations
 
@@ -6,28 +7,27 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
 import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 from rich.console import Console
 from rich.table import Table
 
-OVERALL = "overall"  # task name for keys without one, e.g. "val/loss"
+Results = Mapping[str, Mapping[str, float]]
 
 
-def format_results(metrics: Mapping[str, float], prefix: str = "val/") -> dict[str, dict[str, float]]:
-    """Nest flat logged keys by task: {"val/referring/ciou": v} -> {"referring": {"ciou": v}}.
+class ReportsResults(Protocol):
+    """A module whose evaluation epoch end leaves its results in `results` (`zoo.module.ZooModule` does)."""
 
-    Only keys under `prefix` are kept. The metric is the last path component and the task everything between
-    (so "val/referring/refcocog/ciou" is task "referring/refcocog"); tasks and metrics come out sorted.
-    """
-    nested: dict[str, dict[str, float]] = {}
-    for key in sorted(metrics):
-        if not key.startswith(prefix):
-            continue
-        task, _, metric = key[len(prefix) :].rpartition("/")
-        nested.setdefault(task or OVERALL, {})[metric] = float(metrics[key])
-    return nested
+    results: Results
+
+
+def flat_results(results: Results, prefix: str = "") -> dict[str, float]:
+    """One key per value, `<prefix><group>/<metric>`, for what reads metrics by name (Lightning's progress bar,
+    checkpoint monitors and loggers): {"referring/refcoco_val": {"ciou": v}} -> {"val/referring/refcoco_val/ciou": v}
+    with prefix "val/"."""
+    return {f"{prefix}{group}/{name}": value for group, metrics in results.items() for name, value in metrics.items()}
 
 
 # The papers' column order; other metrics (per prompt type, baselines) follow alphabetically.
@@ -36,7 +36,7 @@ METRIC_ORDER = (
     *("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large", "miou", "pacc"),
     *("ciou", "giou", "n_acc", "t_acc", "noc85", "noc90", "miou_1click"),
 )
-RAW = ("loss", "noc")  # metrics printed as they are, not as percentages: losses and click counts
+RAW = ("noc",)  # metrics printed as they are, not as percentages: click counts
 
 
 def _ordered(names: list[str]) -> list[str]:
@@ -49,7 +49,7 @@ def _cell(name: str, value: float) -> str:
     return f"{value:.2f}" if name.startswith(RAW) else f"{100 * value:.1f}"
 
 
-def results_table(results: Mapping[str, Mapping[str, float]], title: str, width: int = 120) -> Table:
+def results_table(results: Results, title: str, width: int = 120) -> Table:
     """Benchmark × metric, as the papers lay it out: per task a header row of metric names, then one row per
     benchmark; percentages to one decimal (losses and NoC click counts as they are), '-' where undefined.
 
@@ -81,15 +81,15 @@ def results_table(results: Mapping[str, Mapping[str, float]], title: str, width:
 
 
 class ResultsTable(L.Callback):
-    """Print the latest validation (or test) metrics as a table and keep them in the run's log folder.
+    """Print the latest validation (or test) results as a table and keep them in the run's log folder.
 
     Validation results go to `filename` after every validation run (so an interrupted fit still has its latest
     numbers) and are printed at the end of `fit` / `validate`; test results go to `test_<filename>` and are
-    printed at the end of `test`. Values in the JSON are the raw fractions; NaN becomes null.
+    printed at the end of `test`. The JSON holds `{"metrics": {group: {metric: value}}, "epoch": N, "step": N}`,
+    values as raw fractions, NaN as null.
 
-    Collection happens in `on_validation_end`, not `on_validation_epoch_end`: Lightning runs callback
-    epoch-end hooks before the module's, so metrics the module computes and logs in its own epoch-end are not
-    visible there yet.
+    The results are the module's (`ReportsResults`), read in `on_validation_end`, not `on_validation_epoch_end`:
+    Lightning runs callback epoch-end hooks before the module's, where the module computes them.
     """
 
     def __init__(self, filename: str = "results.json") -> None:
@@ -98,10 +98,10 @@ class ResultsTable(L.Callback):
         self.epoch = 0
         self.step = 0
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: ReportsResults) -> None:
         if trainer.sanity_checking:
             return
-        self._collect(trainer, "val/")
+        self._collect(trainer, pl_module)
         directory = self._directory(trainer)  # collective under DDP: every rank must ask
         if trainer.is_global_zero:
             self._write(Path(directory) / self.filename)
@@ -112,16 +112,15 @@ class ResultsTable(L.Callback):
         if trainer.is_global_zero and self.latest:
             self._print("Validation")
 
-    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._collect(trainer, "test/")
+    def on_test_end(self, trainer: L.Trainer, pl_module: ReportsResults) -> None:
+        self._collect(trainer, pl_module)
         directory = self._directory(trainer)
         if trainer.is_global_zero:
             self._write(Path(directory) / f"test_{self.filename}")
             self._print("Test")
 
-    def _collect(self, trainer: L.Trainer, prefix: str) -> None:
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix) and v.numel() == 1}
-        self.latest = format_results(metrics, prefix)
+    def _collect(self, trainer: L.Trainer, pl_module: ReportsResults) -> None:
+        self.latest = {group: dict(metrics) for group, metrics in pl_module.results.items()}
         self.epoch, self.step = trainer.current_epoch, trainer.global_step
 
     @staticmethod
@@ -129,9 +128,9 @@ class ResultsTable(L.Callback):
         return trainer.log_dir or trainer.default_root_dir
 
     def _write(self, path: Path) -> None:
-        clean = {t: {m: None if math.isnan(v) else v for m, v in ms.items()} for t, ms in self.latest.items()}
+        clean = {g: {m: None if math.isnan(v) else v for m, v in ms.items()} for g, ms in self.latest.items()}
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({**clean, "epoch": self.epoch, "step": self.step}, indent=2) + "\n")
+        path.write_text(json.dumps({"metrics": clean, "epoch": self.epoch, "step": self.step}, indent=2) + "\n")
 
     def _print(self, stage: str) -> None:
         title = f"{stage} results, % (NoC in clicks; epoch {self.epoch}, step {self.step})"

@@ -39,6 +39,9 @@ class Sample:
     prompts: Tensor | None = None  # [K, H, W] bool
     prompt_types: list[str] = field(default_factory=list)
     answer: str = ""
+    # The (question, answer) turns after the first of a multi-turn conversation, whose first turn is
+    # (`instruction`, `answer`): LLaVA's conversations are trained on whole.
+    follow_ups: list[tuple[str, str]] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
     boxes: Tensor | None = None  # [N, 4] float xyxy
     points: Tensor | None = None  # [K, 2] float xy
@@ -68,6 +71,8 @@ class Sample:
             raise ValueError(
                 f"Sample has {self.prompts.shape[0]} prompts but points of shape {list(self.points.shape)}"
             )
+        if any(len(turn) != 2 or not all(isinstance(t, str) for t in turn) for turn in self.follow_ups):
+            raise ValueError(f"Sample follow_ups must be (question, answer) string pairs, got {self.follow_ups}")
         if self.ignore is not None and tuple(self.ignore.shape) != (height, width):
             raise ValueError(f"Sample ignore mask must be [{height}, {width}], got {list(self.ignore.shape)}")
 
@@ -89,6 +94,7 @@ def collate(samples: list[Sample]) -> Batch:
         prompts=[s.prompts for s in samples],
         prompt_types=[list(s.prompt_types) for s in samples],
         answers=[s.answer for s in samples],
+        follow_ups=[list(s.follow_ups) for s in samples],
         meta=[s.meta for s in samples],
         **{
             name: [getattr(s, name) for s in samples]

@@ -200,7 +200,8 @@ class LargeScaleJitter(Transform):
 
 def mentions_sides(sample: Sample) -> bool:
     """Whether a text of the sample says left or right, which a horizontal flip would make false."""
-    return any(_SIDE_WORDS.search(text) for text in [sample.instruction, sample.answer, *sample.conditions])
+    texts = [sample.instruction, sample.answer, *sample.conditions, *(t for turn in sample.follow_ups for t in turn)]
+    return any(_SIDE_WORDS.search(text) for text in texts)
 
 
 class RandomFlip(Transform):

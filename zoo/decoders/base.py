@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import Tensor, nn
 
 from zoo.types import DecoderLayerOutput, PixelFeatures
@@ -26,11 +28,18 @@ class PixelDecoder(nn.Module):
 class MaskDecoder(nn.Module):
     """Base of mask decoders: `num_queries` queries of width `hidden_dim` attend to the pixel features.
 
-    `forward` returns one `DecoderLayerOutput` per prediction (deep supervision, the last is final).
-    `query_content` [B, Q, hidden_dim], when given, is the initial query content (e.g. a language model's
-    projected states). A bridge may instead give `query_offset` [B, 1 or Q, hidden_dim], passed as a keyword only
-    when present, to add to the learned content (X-SAM's `<SEG>` state); decoders with learned queries accept it.
+    `forward(pixel, **inputs)` returns one `DecoderLayerOutput` per prediction (deep supervision, the last is
+    final). A decoder declares in `reads` the conditioning inputs it takes (names from `types.DECODER_INPUTS`, the
+    fields of `BridgeOutput`): the model passes each one the bridge produced as the keyword of that name, and a
+    recipe pairing a bridge with a decoder that cannot read its output fails when it is built. `requires` are the
+    inputs it cannot work without. `query_content` [B, Q, hidden_dim] is the initial query content (e.g. a
+    language model's projected states); `query_offset` [B, 1 or Q, hidden_dim] is added to learned content
+    (X-SAM's `<SEG>` state). A decoder that scores its own masks (`scores_masks`) needs no class head.
     """
+
+    reads: ClassVar[frozenset[str]] = frozenset({"query_content"})
+    requires: ClassVar[frozenset[str]] = frozenset()
+    scores_masks: ClassVar[bool] = False
 
     in_dim: int
     mask_dim: int
@@ -46,5 +55,5 @@ class MaskDecoder(nn.Module):
         self.in_dim, self.mask_dim, self.hidden_dim = in_dim, mask_dim, hidden_dim
         self.num_queries, self.num_layers = num_queries, num_layers
 
-    def forward(self, pixel: PixelFeatures, query_content: Tensor | None = None) -> list[DecoderLayerOutput]:
+    def forward(self, pixel: PixelFeatures, **inputs: object) -> list[DecoderLayerOutput]:
         raise NotImplementedError

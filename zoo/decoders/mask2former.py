@@ -32,6 +32,8 @@ class Mask2FormerDecoder(MaskDecoder):
     initial queries, then after each layer) for deep supervision; `queries` are after the final LayerNorm.
     """
 
+    reads = frozenset({"query_content", "query_offset"})
+
     def __init__(
         self,
         in_dim: int,

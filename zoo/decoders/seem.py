@@ -70,6 +70,8 @@ class SeemDecoder(MaskDecoder):
     by its own queries (the others get `MASKED`), which is what restricts SEEM's matching per prompt.
     """
 
+    reads = frozenset({"query_content", "prompts"})
+
     def __init__(
         self,
         in_dim: int,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
 from zoo.distributed import mean_over_ranks
+from zoo.language.generation import Generated, GenerationSettings
 from zoo.language.tokenizers import load_tokenizer
 from zoo.registry import register
 from zoo.weights import from_local
@@ -73,8 +75,7 @@ class CausalLM(nn.Module):
                 pad_token_id=self.tokenizer.pad_token_id,
             )
             self.model = AutoModelForCausalLM.from_config(config)
-        if self.model.get_input_embeddings().num_embeddings < len(self.tokenizer):
-            self.model.resize_token_embeddings(len(self.tokenizer))
+        self._match_embeddings()
         if lora is not None:
             from peft import LoraConfig, get_peft_model
 
@@ -88,20 +89,38 @@ class CausalLM(nn.Module):
                 ),
             )
         self.hidden_size: int = self.model.config.hidden_size
-        self._ids: dict[str, tuple[int, ...]] = {}
+        self._encoded: dict[str, tuple[tuple[int, ...], tuple[tuple[int, int], ...]]] = {}
 
-    def token_ids(self, text: str) -> list[int]:
-        """Token ids of `text` without special tokens (spans are assembled by the bridge).
+    def _match_embeddings(self) -> None:
+        """Grow the embedding table to the tokenizer (the one place tokens and embeddings are kept in step)."""
+        if self.model.get_input_embeddings().num_embeddings < len(self.tokenizer):
+            self.model.resize_token_embeddings(len(self.tokenizer))
+
+    def add_tokens(self, tokens: Iterable[str]) -> None:
+        """Make each of `tokens` one token (a chat template's markers), with a new embedding row where needed."""
+        missing = [t for t in dict.fromkeys(tokens) if t not in self.tokenizer.get_vocab()]
+        if missing:
+            self.tokenizer.add_tokens(missing)
+            self._encoded.clear()  # texts holding these tokens now split differently
+            self._match_embeddings()
+
+    def tokenize(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids of `text` without special tokens added, and each token's character span in `text`.
 
         Memoised (up to `MAX_MEMOISED_TEXTS`): instructions and category names recur in every batch, and a
         tokenizer call costs more than the embedding lookup it feeds.
         """
-        ids = self._ids.get(text)
-        if ids is None:
-            if len(self._ids) >= MAX_MEMOISED_TEXTS:
-                self._ids.clear()
-            ids = self._ids[text] = tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        return list(ids)
+        encoded = self._encoded.get(text)
+        if encoded is None:
+            if len(self._encoded) >= MAX_MEMOISED_TEXTS:
+                self._encoded.clear()
+            out = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            encoded = self._encoded[text] = (tuple(out["input_ids"]), tuple(map(tuple, out["offset_mapping"])))
+        return list(encoded[0]), list(encoded[1])
+
+    def token_ids(self, text: str) -> list[int]:
+        """Token ids of `text` without special tokens added (memoised, see `tokenize`)."""
+        return self.tokenize(text)[0]
 
     def embed(self, ids: Tensor) -> Tensor:
         return self.model.get_input_embeddings()(ids)
@@ -126,6 +145,56 @@ class CausalLM(nn.Module):
             **extra,
         )
         return out.hidden_states[-1], out.loss
+
+    @torch.no_grad()
+    def generate(
+        self,
+        inputs_embeds: Tensor,
+        attention_mask: Tensor,
+        settings: GenerationSettings | None = None,
+        stop: Sequence[str] = (),
+    ) -> Generated:
+        """Answers to left-padded prompts [B, T, H] (mask [B, T]), decoded with a KV cache; see `Generated`.
+
+        Generation ends at EOS or a `stop` token. A captured token's hidden state is the one the model computes
+        when that token is fed back in (as in a teacher-forced pass over the answer), so one step past the
+        budget is run to have it for a captured token generated last.
+        """
+        settings = settings or GenerationSettings()
+        vocab = self.tokenizer.get_vocab()
+        unknown = [t for t in settings.capture if t not in vocab]
+        if unknown:
+            raise ValueError(f"capture tokens {unknown} are not in the tokenizer; add them to `extra_tokens`")
+        stops = [self.tokenizer.eos_token_id, *(vocab[t] for t in stop if t in vocab)]
+        captured = {vocab[t] for t in settings.capture} - set(stops)
+        sampling = {}
+        if settings.do_sample:
+            sampling = {"temperature": settings.temperature, "top_k": settings.top_k, "top_p": settings.top_p}
+        config = GenerationConfig(
+            max_new_tokens=settings.max_new_tokens + bool(captured),
+            do_sample=settings.do_sample,
+            repetition_penalty=settings.repetition_penalty,
+            eos_token_id=stops,
+            pad_token_id=self.tokenizer.pad_token_id,
+            output_hidden_states=bool(captured),
+            return_dict_in_generate=True,
+            **sampling,
+        )
+        out = self.model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, generation_config=config)
+        result = Generated(texts=[], token_ids=[])
+        for b, row in enumerate(out.sequences[:, : settings.max_new_tokens].tolist()):
+            end = next((i + 1 for i, t in enumerate(row) if t in stops), len(row))
+            ids = row[:end]
+            text_ids = ids[:-1] if ids and ids[-1] in stops else ids
+            result.texts.append(self.tokenizer.decode(text_ids, skip_special_tokens=False))
+            result.token_ids.append(ids)
+            if captured:
+                where = [i for i, t in enumerate(ids) if t in captured]
+                # Step i + 1 feeds token i back in; its last layer's state at that token is the token's state.
+                states = [out.hidden_states[i + 1][-1][b, -1] for i in where]
+                result.captured.append(where)
+                result.hidden.append(torch.stack(states) if states else inputs_embeds.new_zeros(0, self.hidden_size))
+        return result
 
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         if enabled:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from zoo.distributed import mean_over_ranks
+from zoo.losses.base import Criterion
 from zoo.losses.matcher import HungarianMatcher
 from zoo.losses.points import most_uncertain, point_sample, point_sample_groups, uniform_draws
 from zoo.registry import register
-from zoo.tasks import Scoring
+from zoo.tasks import Scoring, task_spec
 from zoo.types import MASKED, Prediction
 
 
 @register("criterion")
-class SetCriterion(nn.Module):
+class SetCriterion(Criterion):
     """Hungarian-matched class + point-sampled BCE/Dice mask losses, summed over decoder layers.
 
     Returns the weighted terms `loss_class`, `loss_mask`, `loss_dice`; the trainer sums them and logs each.
@@ -51,17 +52,18 @@ class SetCriterion(nn.Module):
         predictions: list[Prediction],
         target_masks: list[Tensor],
         target_labels: list[Tensor],
-        scoring: Scoring,
+        task: str,
         generators: list[torch.Generator] | None = None,
     ) -> dict[str, Tensor]:
         """Weighted losses summed over the supervised layers; `predictions` are ordered [aux..., final].
+
+        The task's scoring (`zoo.tasks`) picks the class loss and whether matching costs the class.
 
         `generators[b]` draws image b's points (None: torch's global generator). Each term is this rank's sum over
         its samples divided by a count averaged over ranks (`zoo.distributed.mean_over_ranks`), so the mean of the
         rank losses is the loss of the global batch, however it is split.
         """
-        if scoring not in ("softmax", "sigmoid"):
-            raise ValueError(f"scoring must be 'softmax' or 'sigmoid', got {scoring!r}")
+        scoring = mask_scoring(task)
         layers = predictions if self.deep_supervision else predictions[-1:]
         device = layers[-1].masks.device
         num_masks = self._num_masks(target_labels, device)
@@ -176,3 +178,11 @@ class SetCriterion(nn.Module):
         probs = logits.sigmoid()
         dice = 1 - (2 * (probs * labels).sum(-1) + 1) / (probs.sum(-1) + labels.sum(-1) + 1)
         return bce.sum() / num_masks, dice.sum() / num_masks
+
+
+def mask_scoring(task: str) -> Scoring:
+    """The scoring of a task with masks; a text-only task has no mask loss to compute."""
+    scoring = task_spec(task).scoring
+    if scoring is None:
+        raise ValueError(f"task '{task}' has no masks, so it has no mask losses")
+    return scoring

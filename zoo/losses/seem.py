@@ -14,10 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.losses.criterion import SetCriterion
+from zoo.losses.criterion import SetCriterion, mask_scoring
 from zoo.losses.matcher import target_columns
 from zoo.registry import register
-from zoo.tasks import Scoring
 from zoo.types import MASKED, Prediction
 
 FORBIDDEN = 1e8  # matching cost of a pair the prompt may not take (finite, so the assignment stays solvable)
@@ -64,13 +63,11 @@ class SeemCriterion(SetCriterion):
         predictions: list[Prediction],
         target_masks: list[Tensor],
         target_labels: list[Tensor],
-        scoring: Scoring,
+        task: str,
         generators: list[torch.Generator] | None = None,
     ) -> dict[str, Tensor]:
-        if scoring == "softmax":
-            return super().forward(predictions, target_masks, target_labels, scoring, generators)
-        if scoring != "sigmoid":
-            raise ValueError(f"scoring must be 'softmax' or 'sigmoid', got {scoring!r}")
+        if mask_scoring(task) == "softmax":
+            return super().forward(predictions, target_masks, target_labels, task, generators)
         layers = predictions if self.deep_supervision else predictions[-1:]
         device = layers[-1].masks.device
         num_masks = self._num_masks(target_labels, device)

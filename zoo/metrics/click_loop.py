@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from zoo.metrics.clicks import Click, click_masks, simulate_batch
-from zoo.metrics.postprocess import referring_top1
+from zoo.metrics.conditions import condition_masks, prompt_targets
 from zoo.types import Batch, Prediction
 
 ModelFn = Callable[[Batch], Prediction]
@@ -26,8 +25,7 @@ def click_targets(batch: Batch) -> list[tuple[int, Tensor]]:
     """(sample index, target mask) of every non-empty prompt target: the union of the masks answering it."""
     targets = []
     for b in range(len(batch)):
-        for k in range(len(batch.prompt_types[b])):
-            target = batch.masks[b][batch.labels[b] == k].any(0)
+        for target in prompt_targets(batch.masks[b], batch.labels[b], len(batch.prompt_types[b])):
             if target.any():
                 targets.append((b, target))
     return targets
@@ -90,12 +88,11 @@ def run_clicks(
         sub = click_batch(
             batch, groups, dict(zip(items, clicks, strict=True)), dict(zip(items, previous, strict=True)), radius
         )
-        pred = model(sub)
-        logits = F.interpolate(pred.masks.float(), size=sub.images.shape[-2:], mode="bilinear", align_corners=False)
+        chosen = condition_masks(model(sub), sub.images.shape[-2:], [len(members) for members in groups.values()])
         masks: dict[int, Tensor] = {}
         for row, members in enumerate(groups.values()):
             for k, i in enumerate(members):
-                mask = referring_top1(pred.logits[row, :, k].float(), logits[row])
+                mask = chosen[row][k]
                 skipped = ignore[targets[i][0]]
                 masks[i] = (mask if skipped is None else mask & ~skipped.to(mask.device).bool()).cpu()
         return [masks[i] for i in items]

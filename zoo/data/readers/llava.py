@@ -16,8 +16,9 @@ IMAGE_TOKEN = "<image>"
 @register("dataset")
 class LlavaConversations(AnnotationFileReader):
     """Records `{id, image, conversations: [{from: human|gpt, value}]}`; text-only records are left out, as PSALM
-    and X-SAM filter them. `instruction` is the first human turn without `<image>`, `answer` the first gpt turn,
-    and `meta["conversations"]` keeps every turn for multi-turn training.
+    and X-SAM filter them. The conversation is kept whole, as both train on it: `instruction` and `answer` are the
+    first round (the question without `<image>`, which the chat texts place), `follow_ups` the later rounds. A
+    conversation opening with a gpt turn drops it, as X-SAM's and LLaVA's preprocessing do.
     """
 
     def __init__(
@@ -45,23 +46,23 @@ class LlavaConversations(AnnotationFileReader):
             (require(t, "from", f"{at}, turn {j}"), require(t, "value", f"{at}, turn {j}"))
             for j, t in enumerate(require(record, "conversations", at))
         ]
-        human = next((v for who, v in turns if who == "human"), None)
-        gpt = next((v for who, v in turns if who == "gpt"), None)
-        if human is None or gpt is None:
-            raise DataError(f"{at}: needs a human and a gpt turn, has {[who for who, _ in turns]}")
-        return [(record.get("id"), require(record, "image", at), human, gpt, turns)]
+        speakers = [who for who, _ in turns]
+        while turns and turns[0][0] == "gpt":
+            turns = turns[1:]
+        if not turns or len(turns) % 2 or any(who != ("human", "gpt")[j % 2] for j, (who, _) in enumerate(turns)):
+            raise DataError(f"{at}: needs alternating human and gpt turns, has {speakers}")
+        rounds = [(turns[j][1].replace(IMAGE_TOKEN, "").strip(), turns[j + 1][1]) for j in range(0, len(turns), 2)]
+        return [(record.get("id"), require(record, "image", at), rounds)]
 
     def load(self, index: int) -> Sample:
-        record_id, file_name, human, gpt, turns = self.records[index]
+        record_id, file_name, rounds = self.records[index]
         image = load_image(self.image_root / file_name, None, None, f"{self.annotation_file}: record {record_id}")
+        (instruction, answer), *follow_ups = rounds
         return Sample(
             image=image,
             task="caption",
-            instruction=human.replace(IMAGE_TOKEN, "").strip(),
-            answer=gpt,
-            meta={
-                "id": record_id,
-                "file_name": file_name,
-                "conversations": [{"from": w, "value": v} for w, v in turns],
-            },
+            instruction=instruction,
+            answer=answer,
+            follow_ups=follow_ups,
+            meta={"id": record_id, "file_name": file_name},
         )
