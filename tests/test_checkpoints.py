@@ -73,6 +73,19 @@ def test_a_checkpoint_stands_alone_once_the_stage_it_started_from_is_gone(tmp_pa
     restored = torch.load(checkpoint, weights_only=True)["state_dict"]
     for k, v in cli.model.net.state_dict().items():
         assert torch.equal(v, restored[f"net.{k}"]), k
+    predict = ZooCLI(
+        args=[
+            "predict",
+            "--config",
+            str(PSALM / "tiny_stage2.yaml"),
+            "--trainer.limit_predict_batches=1",
+            f"--trainer.default_root_dir={tmp_path / 'predict'}",
+            "--trainer.enable_progress_bar=false",
+            "--data.val.init_args.num_images=2",
+            f"--ckpt_path={checkpoint}",
+        ]
+    )
+    assert predict.trainer.state.finished
 
 
 def test_init_from_a_bare_state_dict_loads_it(tmp_path: Path, stage1: Path) -> None:

@@ -183,13 +183,16 @@ def _finished(kind: str, name: str, folder: Path, record: dict, definition: dict
     """Whether a recorded run still stands: same definition, same checkpoint. Otherwise raise, or (with
     `rerun_changed`) set its checkpoints and record aside and return False so it runs again."""
     old_path = folder / DEFINITION
-    old = yaml.safe_load(old_path.read_text()) if old_path.is_file() else None
+    try:
+        old = yaml.safe_load(old_path.read_text()) if old_path.is_file() else None
+    except (yaml.YAMLError, UnicodeDecodeError):  # a damaged record: reported below as edited
+        old = None
     checkpoint = Path(record["checkpoint"])
     if "definition_sha256" not in record:  # recorded before definitions were kept: nothing to compare
         rank_zero_warn(f"{kind} '{name}': {folder / DONE} records no definition; trusting it as finished")
         return True
-    if old is None or _digest(old) != record["definition_sha256"]:
-        problem = f"its recorded definition {old_path} is missing or was edited"
+    if not isinstance(old, dict) or _digest(old) != record["definition_sha256"]:
+        problem = f"its recorded definition {old_path} is missing, damaged or was edited"
     elif changed := changed_keys(old, definition):
         shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
         problem = f"its definition changed since it finished ({shown})"
