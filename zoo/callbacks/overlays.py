@@ -92,8 +92,7 @@ class Overlays(L.Callback):
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.written.clear()
 
-    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.written.clear()
+    on_test_epoch_start = on_validation_epoch_start
 
     def on_validation_batch_end(
         self,
@@ -106,16 +105,7 @@ class Overlays(L.Callback):
     ) -> None:
         self._save(trainer, outputs, batch)
 
-    def on_test_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Batch,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._save(trainer, outputs, batch)
+    on_test_batch_end = on_validation_batch_end
 
     def _save(self, trainer: L.Trainer, results: list[dict] | None, batch: Batch) -> None:
         if not results or "masks" not in results[0] or not trainer.is_global_zero or trainer.sanity_checking:
